@@ -1,0 +1,1 @@
+"""Datasets (VOC layout, built-in synthetic set), augmentation, batching."""
