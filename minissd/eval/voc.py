@@ -1,0 +1,324 @@
+"""PASCAL VOC detection evaluation: average precision with the rules of the official devkit.
+
+The rules are those of ``VOCevaldet.m`` and ``VOCap.m`` in the VOC devkit (the same loop is
+ported in py-faster-rcnn ``lib/datasets/voc_eval.py`` and ChainerCV
+``chainercv/evaluations/eval_detection_voc.py``; the differences are listed at the end).
+For each class ``c`` separately:
+
+1. **Order.** All detections of class ``c`` from all images are sorted by descending score.
+   Ties keep the input order, defined as image order, then the order inside the image (a stable
+   sort, as MATLAB's ``sort``).
+2. **Best ground truth.** Each detection, in that order, is compared with the ground-truth boxes
+   of its own image and of class ``c``, difficult ones included, matched ones included. Only
+   boxes that intersect it (intersection width and height both > 0) are candidates; of those
+   it takes the one with the highest IoU (the first one on ties, the devkit's ``ov > ovmax``).
+3. **Decision.** If that IoU ``>= iou_threshold`` (the devkit's ``ovmax >= minoverlap``):
+   the ground truth is *difficult* -> the detection is ignored (neither TP nor FP);
+   else it is not matched yet -> TP, and the ground truth becomes matched;
+   else (already matched) -> FP, a duplicate detection.
+   If the IoU is below the threshold, or no ground truth intersects it -> FP.
+   A detection never falls back to its second-best ground truth.
+4. **Positives.** ``npos`` is the number of *non-difficult* ground-truth boxes of class ``c``.
+5. **Curves.** Over the sorted detections, ``recall = cumsum(tp) / npos`` and
+   ``precision = cumsum(tp) / (cumsum(tp) + cumsum(fp))``. Ignored detections stay in the curve
+   (they repeat the previous point). Where ``cumsum(tp) + cumsum(fp) == 0`` (only ignored
+   detections so far) the precision is 0, not the devkit's NaN; MATLAB's ``max`` skips that NaN,
+   so the AP is the same, except when every detection of a class is ignored: AP 0 here, NaN in
+   the devkit.
+6. **AP.** ``use_07_metric=True`` (VOC2007, the SSD paper's metric): the mean over the 11 recall
+   levels ``t = 0, 0.1, ..., 1`` of the highest precision at recall ``>= t`` (0 if recall never
+   reaches ``t``). The levels are computed as ``k / 10`` so that a recall of exactly 3/10
+   counts at ``t = 0.3``; ``np.arange(0, 1.1, 0.1)`` (py-faster-rcnn, ChainerCV) yields
+   0.30000000000000004, 0.6000000000000001 and 0.7000000000000001 and misses it.
+   ``use_07_metric=False`` (VOC2010 and later): the area under the precision envelope
+   (precision made monotone non-increasing in recall), summed where recall changes.
+7. **Classes without positives.** When ``npos == 0`` recall is undefined: the class's recall
+   array is NaN, its AP is NaN, and the mAP (``nanmean`` of the APs) leaves it out. Under the
+   devkit every VOC class has positives in every test set, so this never arises there.
+8. **Pixels.** Boxes are ``(x1, y1, x2, y2)`` in pixels with *inclusive* corners, as in the
+   VOC annotations: a box's width is ``x2 - x1 + 1`` and the intersection width is
+   ``min(x2) - max(x1) + 1`` (``plus_one=True``, the devkit). ``plus_one=False`` measures
+   continuous boxes instead (width ``x2 - x1``).
+
+Differences from the usual Python ports: py-faster-rcnn and ChainerCV test ``ovmax > thresh``
+(a detection at exactly IoU 0.5 is a FP there, a TP here and in the devkit), sort with
+``np.argsort(-scores)`` (not stable: tied scores may come out in any order), count 11-point
+levels with ``np.arange`` (point 6), and py-faster-rcnn divides 0 by 0 for the precision.
+ChainerCV's mAP also averages classes that have detections but no positives, with AP 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from minissd.backend import to_numpy
+
+__all__ = ["VOCEvalResult", "eval_detection_voc", "voc_ap", "devkit_iou"]
+
+
+@dataclass(frozen=True)
+class VOCEvalResult:
+    """What :func:`eval_detection_voc` returns (``C`` classes, ``D_c`` detections of class c).
+
+    Attributes:
+        ap: ``(C,)`` float64, the average precision of each class; NaN for a class without
+            non-difficult ground truth (``n_positives[c] == 0``).
+        map: the mean of ``ap`` over classes with positives (NaN if there are none).
+        precision: list of ``C`` arrays ``(D_c,)`` float64, the precision after each detection
+            of class c, detections in descending score order.
+        recall: list of ``C`` arrays ``(D_c,)`` float64, the recall after each detection; all
+            NaN when ``n_positives[c] == 0``.
+        scores: list of ``C`` arrays ``(D_c,)`` float64, the detection scores in that order
+            (the operating point of each curve point).
+        n_positives: ``(C,)`` int64, the non-difficult ground-truth boxes of each class.
+        iou_threshold, use_07_metric, plus_one: the settings that produced the numbers.
+    """
+
+    ap: np.ndarray
+    map: float
+    precision: list
+    recall: list
+    scores: list
+    n_positives: np.ndarray
+    iou_threshold: float
+    use_07_metric: bool
+    plus_one: bool
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.ap)
+
+    @property
+    def n_detections(self) -> np.ndarray:
+        """``(C,)`` int64, the detections of each class."""
+        return np.array([len(p) for p in self.precision], dtype=np.int64)
+
+    @property
+    def metric_name(self) -> str:
+        return "VOC2007 11-point" if self.use_07_metric else "VOC2010+ area"
+
+
+def devkit_iou(boxes_a, boxes_b, plus_one: bool = True) -> np.ndarray:
+    """IoU of every pair, with the devkit's rule for which pairs count.
+
+    Args:
+        boxes_a: ``(N, 4)`` corners ``x1, y1, x2, y2`` in pixels.
+        boxes_b: ``(M, 4)`` same format.
+        plus_one: inclusive pixel corners (width ``x2 - x1 + 1``), as the devkit.
+
+    Returns:
+        ``(N, M)`` float64 IoU. Pairs that do not intersect (intersection width or height
+        ``<= 0``) get ``-inf``: the devkit never considers them, even at threshold 0.
+    """
+    a = np.asarray(boxes_a, dtype=np.float64)
+    b = np.asarray(boxes_b, dtype=np.float64)
+    one = 1.0 if plus_one else 0.0
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]) + one
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]) + one
+    area_a = (a[:, 2] - a[:, 0] + one) * (a[:, 3] - a[:, 1] + one)
+    area_b = (b[:, 2] - b[:, 0] + one) * (b[:, 3] - b[:, 1] + one)
+    intersects = (iw > 0) & (ih > 0)
+    inter = np.where(intersects, iw * ih, 0.0)
+    union = area_a[:, None] + area_b[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = inter / union
+    return np.where(intersects, iou, -np.inf)
+
+
+def voc_ap(recall, precision, use_07_metric: bool = True) -> float:
+    """Average precision from a precision/recall curve (``VOCap.m`` and the VOC2007 variant).
+
+    Args:
+        recall: ``(D,)`` recall after each detection, non-decreasing.
+        precision: ``(D,)`` precision after each detection.
+        use_07_metric: True for the VOC2007 11-point interpolated AP, False for the VOC2010+
+            area under the monotone precision envelope.
+
+    Returns:
+        The AP, a float in [0, 1] (0 for an empty curve).
+    """
+    recall = np.asarray(recall, dtype=np.float64)
+    precision = np.asarray(precision, dtype=np.float64)
+    if recall.shape != precision.shape or recall.ndim != 1:
+        raise ValueError(
+            f"recall and precision must be 1-D of the same length, got shapes "
+            f"{recall.shape} and {precision.shape}"
+        )
+    if use_07_metric:
+        best = []
+        for k in range(11):
+            reached = recall >= k / 10  # exactly k/10, see the module docstring (point 6)
+            best.append(precision[reached].max() if reached.any() else 0.0)
+        # sum, then divide: 11 precisions of 1 give exactly 1 (the devkit's `ap += p / 11`
+        # gives 1.0000000000000002)
+        return float(sum(best) / 11)
+    mrec = np.concatenate(([0.0], recall, [1.0]))
+    mpre = np.concatenate(([0.0], precision, [0.0]))
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]  # the envelope: best precision to the right
+    i = np.flatnonzero(mrec[1:] != mrec[:-1])  # where recall changes
+    return float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
+
+
+def eval_detection_voc(
+    pred_boxes,
+    pred_labels,
+    pred_scores,
+    gt_boxes,
+    gt_labels,
+    gt_difficults=None,
+    iou_threshold: float = 0.5,
+    use_07_metric: bool = True,
+    *,
+    n_classes: int | None = None,
+    plus_one: bool = True,
+) -> VOCEvalResult:
+    """Per-class AP and mAP of detections over ``N`` images, with the devkit's rules.
+
+    Every argument is a sequence with one entry per image, in the same image order (the order
+    that breaks ties between equal scores). Arrays may be NumPy or CuPy.
+
+    Args:
+        pred_boxes: ``N`` arrays ``(K_i, 4)``, detections as corners ``x1, y1, x2, y2`` in
+            pixels (inclusive corners when ``plus_one``).
+        pred_labels: ``N`` integer arrays ``(K_i,)``, 0-based object class of each detection
+            (no background class).
+        pred_scores: ``N`` float arrays ``(K_i,)``, confidence of each detection (finite).
+        gt_boxes: ``N`` arrays ``(G_i, 4)``, ground-truth boxes in the same format.
+        gt_labels: ``N`` integer arrays ``(G_i,)``, 0-based class of each ground-truth box.
+        gt_difficults: ``N`` boolean arrays ``(G_i,)`` or None (no box is difficult).
+        iou_threshold: a detection may match a ground truth when IoU ``>=`` this, in [0, 1].
+        use_07_metric: True (default, as the SSD paper) for the VOC2007 11-point AP, False for
+            the VOC2010+ area under the precision envelope.
+        n_classes: number of classes ``C``; default ``1 + the largest label`` seen.
+        plus_one: inclusive pixel corners, width ``x2 - x1 + 1`` (default, as the devkit).
+
+    Returns:
+        A :class:`VOCEvalResult`: ``ap`` ``(C,)`` with NaN for classes without non-difficult
+        ground truth, ``map`` (their nanmean), and per-class precision, recall and score curves.
+    """
+    preds = _check_images("pred", pred_boxes, pred_labels, pred_scores, "pred_scores")
+    if gt_difficults is None:
+        gt_difficults = [np.zeros(len(labels), dtype=bool) for labels in gt_labels]
+    gts = _check_images("gt", gt_boxes, gt_labels, gt_difficults, "gt_difficults")
+    if len(preds[0]) != len(gts[0]):
+        raise ValueError(
+            f"predictions cover {len(preds[0])} images but ground truth covers {len(gts[0])}"
+        )
+    if not 0.0 <= iou_threshold <= 1.0:
+        raise ValueError(f"iou_threshold must lie in [0, 1], got {iou_threshold}")
+    p_boxes, p_labels, p_scores = preds
+    g_boxes, g_labels, g_difficult = gts
+    for i, s in enumerate(p_scores):
+        if not np.all(np.isfinite(s)):
+            raise ValueError(f"pred_scores[{i}] holds a non-finite score")
+    if n_classes is None:
+        n_classes = 1 + max((int(x.max()) for x in p_labels + g_labels if len(x)), default=-1)
+    for name, parts in (("pred_labels", p_labels), ("gt_labels", g_labels)):
+        for i, x in enumerate(parts):
+            if len(x) and (x.min() < 0 or x.max() >= n_classes):
+                raise ValueError(
+                    f"{name}[{i}] holds labels outside [0, {n_classes}): "
+                    f"min {x.min()}, max {x.max()}"
+                )
+
+    # Step 2 for every detection at once, image by image: the IoU with the best ground truth
+    # of its image and class, and that ground truth's index among all ground truths.
+    gt_offsets = np.cumsum([0] + [len(x) for x in g_labels])
+    best_iou, best_gt = [], []
+    for i in range(len(p_boxes)):
+        iou = devkit_iou(p_boxes[i], g_boxes[i], plus_one)  # (K_i, G_i)
+        iou[p_labels[i][:, None] != g_labels[i][None, :]] = -np.inf
+        if iou.shape[1] == 0:
+            best_iou.append(np.full(len(p_boxes[i]), -np.inf))
+            best_gt.append(np.full(len(p_boxes[i]), -1, dtype=np.int64))
+            continue
+        j = np.argmax(iou, axis=1)  # the first of equal maxima, as the devkit's `ov > ovmax`
+        best_iou.append(iou[np.arange(len(j)), j])
+        best_gt.append(gt_offsets[i] + j)
+    best_iou = np.concatenate(best_iou) if best_iou else np.zeros(0)
+    best_gt = np.concatenate(best_gt) if best_gt else np.zeros(0, dtype=np.int64)
+    labels = np.concatenate(p_labels) if p_labels else np.zeros(0, dtype=np.int64)
+    scores = np.concatenate(p_scores) if p_scores else np.zeros(0)
+    all_gt_labels = np.concatenate(g_labels) if g_labels else np.zeros(0, dtype=np.int64)
+    all_gt_difficult = np.concatenate(g_difficult) if g_difficult else np.zeros(0, dtype=bool)
+
+    ap = np.full(n_classes, np.nan)
+    n_positives = np.zeros(n_classes, dtype=np.int64)
+    precisions, recalls, sorted_scores = [], [], []
+    for c in range(n_classes):
+        n_pos = int(np.sum((all_gt_labels == c) & ~all_gt_difficult))
+        n_positives[c] = n_pos
+        # Step 1: this class's detections (input order), stable-sorted by descending score.
+        idx = np.flatnonzero(labels == c)
+        idx = idx[np.argsort(-scores[idx], kind="stable")]
+        # Step 3. `hit`: the best ground truth overlaps enough. A hit on a difficult ground
+        # truth is ignored. Among the other hits, the first detection (in score order) to hit
+        # a ground truth is its TP; every later hit on it is a duplicate, hence a FP. This is
+        # the devkit's sequential loop: only hits on ground truth j ever mark j as matched.
+        hit = best_iou[idx] >= iou_threshold
+        gt_of_hit = best_gt[idx][hit]
+        matchable = np.zeros(len(idx), dtype=bool)
+        matchable[hit] = ~all_gt_difficult[gt_of_hit]
+        tp = np.zeros(len(idx), dtype=bool)
+        matchable_pos = np.flatnonzero(matchable)
+        _, first = np.unique(best_gt[idx][matchable_pos], return_index=True)
+        tp[matchable_pos[first]] = True
+        fp = ~hit | (matchable & ~tp)
+        # Step 5: the curves.
+        tp_cum = np.cumsum(tp, dtype=np.int64)
+        fp_cum = np.cumsum(fp, dtype=np.int64)
+        precision = tp_cum / np.maximum(tp_cum + fp_cum, 1)  # 0/0 -> 0
+        if n_pos > 0:
+            recall = tp_cum / n_pos
+            ap[c] = voc_ap(recall, precision, use_07_metric)
+        else:
+            recall = np.full(len(idx), np.nan)
+        precisions.append(precision.astype(np.float64))
+        recalls.append(recall.astype(np.float64))
+        sorted_scores.append(scores[idx].astype(np.float64))
+
+    has_pos = ~np.isnan(ap)
+    mean_ap = float(ap[has_pos].mean()) if has_pos.any() else float("nan")
+    return VOCEvalResult(
+        ap=ap,
+        map=mean_ap,
+        precision=precisions,
+        recall=recalls,
+        scores=sorted_scores,
+        n_positives=n_positives,
+        iou_threshold=float(iou_threshold),
+        use_07_metric=bool(use_07_metric),
+        plus_one=bool(plus_one),
+    )
+
+
+def _check_images(prefix, boxes, labels, third, third_name):
+    """NumPy copies of per-image (boxes, labels, third) with shapes checked; errors name the arg."""
+    boxes, labels, third = list(boxes), list(labels), list(third)
+    if not len(boxes) == len(labels) == len(third):
+        raise ValueError(
+            f"{prefix}_boxes, {prefix}_labels and {third_name} must have one entry per image, "
+            f"got {len(boxes)}, {len(labels)} and {len(third)}"
+        )
+    out_boxes, out_labels, out_third = [], [], []
+    for i, (b, lab, t) in enumerate(zip(boxes, labels, third, strict=True)):
+        b = to_numpy(b).astype(np.float64, copy=False)
+        lab = to_numpy(lab)
+        t = to_numpy(t)
+        if b.size == 0:
+            b = b.reshape(0, 4)
+        if b.ndim != 2 or b.shape[1] != 4:
+            raise ValueError(f"{prefix}_boxes[{i}] must have shape (K, 4), got {b.shape}")
+        k = b.shape[0]
+        if lab.shape != (k,):
+            raise ValueError(f"{prefix}_labels[{i}] must have shape ({k},), got {lab.shape}")
+        if k and not np.issubdtype(lab.dtype, np.integer):
+            raise ValueError(f"{prefix}_labels[{i}] must be integers, got dtype {lab.dtype}")
+        if t.shape != (k,):
+            raise ValueError(f"{third_name}[{i}] must have shape ({k},), got {t.shape}")
+        out_boxes.append(b)
+        out_labels.append(lab.astype(np.int64))
+        out_third.append(t.astype(bool) if third_name == "gt_difficults" else t.astype(np.float64))
+    return out_boxes, out_labels, out_third
