@@ -1,0 +1,258 @@
+"""Neural-network ops: activations, losses, convolution, pooling, L2 normalisation.
+
+Each op's forward and backward stand side by side. Image tensors are NCHW: ``(N, C, H, W)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .tensor import Tensor, as_tensor, unbroadcast
+
+#: Reject NaN/inf at the entrance of conv2d (one pass over the input; switch off for speed).
+CHECK_FINITE = True
+
+# ------------------------------------------------------------------ activations
+
+
+def softmax(x, axis=-1):
+    x = as_tensor(x)
+    xp = x.xp
+    e = xp.exp(x.data - x.data.max(axis=axis, keepdims=True))
+    y = e / e.sum(axis=axis, keepdims=True)
+    return Tensor.from_op(
+        y, (x,), lambda g: (y * (g - (g * y).sum(axis=axis, keepdims=True)),), "softmax")
+
+
+def _logsumexp(xp, a, axis):
+    m = a.max(axis=axis, keepdims=True)
+    return m + xp.log(xp.exp(a - m).sum(axis=axis, keepdims=True))
+
+
+def log_softmax(x, axis=-1):
+    x = as_tensor(x)
+    xp = x.xp
+    y = x.data - _logsumexp(xp, x.data, axis)
+    return Tensor.from_op(
+        y, (x,), lambda g: (g - xp.exp(y) * g.sum(axis=axis, keepdims=True),), "log_softmax")
+
+
+# ----------------------------------------------------------------------- losses
+
+
+def cross_entropy(logits, target):
+    """Softmax cross-entropy per element, no reduction.
+
+    Args:
+        logits: ``(..., C)`` class scores (classes on the last axis).
+        target: ``(...)`` integer class indices in ``[0, C)`` (a plain array; no gradient).
+    Returns:
+        ``(...)`` the loss ``logsumexp(logits) - logits[target]`` of each element.
+    """
+    logits = as_tensor(logits)
+    xp = logits.xp
+    t = xp.asarray(target.data if isinstance(target, Tensor) else target)
+    if t.shape != logits.shape[:-1] or t.dtype.kind not in "iu":
+        raise ValueError(
+            f"cross_entropy: target must be integers of shape {logits.shape[:-1]} "
+            f"(logits {logits.shape}), got {t.dtype} {tuple(t.shape)}")
+    num_classes = logits.shape[-1]
+    if t.size and (int(t.min()) < 0 or int(t.max()) >= num_classes):
+        raise ValueError(f"cross_entropy: target values must lie in [0, {num_classes}), "
+                         f"got range [{int(t.min())}, {int(t.max())}]")
+    t = t[..., None]
+    lse = _logsumexp(xp, logits.data, -1)
+    loss = (lse - xp.take_along_axis(logits.data, t, axis=-1))[..., 0]
+
+    def backward(g):
+        grad = xp.exp(logits.data - lse)  # softmax
+        onehot = xp.zeros_like(grad)
+        xp.put_along_axis(onehot, t, 1.0, axis=-1)
+        return ((grad - onehot) * g[..., None],)
+
+    return Tensor.from_op(loss, (logits,), backward, "cross_entropy")
+
+
+def smooth_l1(input, target, beta=1.0):
+    """Smooth L1 (Huber with slope 1) per element: ``0.5 d^2 / beta`` if ``|d| < beta`` else
+    ``|d| - 0.5 beta``, with ``d = input - target``. No reduction."""
+    input = as_tensor(input)
+    target = as_tensor(target, like=input)
+    xp = input.xp
+    d = input.data - target.data
+    small = xp.abs(d) < beta
+    loss = xp.where(small, 0.5 * d * d / beta, xp.abs(d) - 0.5 * beta)
+
+    def backward(g):
+        grad = g * xp.where(small, d / beta, xp.sign(d))
+        return unbroadcast(grad, input.shape), unbroadcast(-grad, target.shape)
+
+    return Tensor.from_op(loss, (input, target), backward, "smooth_l1")
+
+
+# ------------------------------------------------------------ shared helpers
+
+
+def _pair(v, name, op):
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{op}: {name} must be an int or a pair, got {v!r}")
+        return int(v[0]), int(v[1])
+    return int(v), int(v)
+
+
+def _check_image_input(op, x):
+    if x.ndim != 4:
+        raise ValueError(f"{op}: input must be (N, C, H, W), got shape {x.shape}")
+    if CHECK_FINITE and not bool(x.xp.isfinite(x.data).all()):
+        raise ValueError(f"{op}: input of shape {x.shape} contains NaN or inf")
+
+
+def _windows(xp, a, kernel, stride, dilation, out_hw):
+    """A strided *view* of ``a`` (N, C, Hp, Wp) as ``(N, C, kh, kw, Ho, Wo)`` windows: no copy."""
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
+    n, c = a.shape[:2]
+    s = a.strides
+    return xp.lib.stride_tricks.as_strided(
+        a, (n, c, kh, kw, ho, wo), (s[0], s[1], dh * s[2], dw * s[3], sh * s[2], sw * s[3]))
+
+
+def _add_windows(dpad, dwin, stride, dilation):
+    """The adjoint of ``_windows``: add ``dwin`` (N, C, kh, kw, Ho, Wo) back onto ``dpad``."""
+    (sh, sw), (dh, dw) = stride, dilation
+    kh, kw, ho, wo = dwin.shape[2:]
+    for i in range(kh):
+        for j in range(kw):
+            dpad[:, :, i * dh: i * dh + sh * (ho - 1) + 1: sh,
+                 j * dw: j * dw + sw * (wo - 1) + 1: sw] += dwin[:, :, i, j]
+
+
+# -------------------------------------------------------------------- conv2d
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
+    """2-D cross-correlation, as ``torch.nn.functional.conv2d`` (groups = 1).
+
+    Args:
+        x: ``(N, C, H, W)``.
+        weight: ``(O, C, kh, kw)``.
+        bias: ``(O,)`` or None.
+        stride, padding, dilation: int or (h, w) pair; padding is zeros on both sides.
+    Returns:
+        ``(N, O, Ho, Wo)`` with ``Ho = (H + 2 ph - dh (kh - 1) - 1) // sh + 1`` (likewise Wo).
+    """
+    x, weight = as_tensor(x), as_tensor(weight)
+    _check_image_input("conv2d", x)
+    if weight.ndim != 4:
+        raise ValueError(f"conv2d: weight must be (O, C, kh, kw), got shape {weight.shape}")
+    if weight.shape[1] != x.shape[1]:
+        raise ValueError(f"conv2d: input has {x.shape[1]} channels (shape {x.shape}) but weight "
+                         f"expects {weight.shape[1]} (shape {weight.shape})")
+    if weight.dtype != x.dtype:
+        raise TypeError(f"conv2d: input is {x.dtype} but weight is {weight.dtype}")
+    if bias is not None:
+        bias = as_tensor(bias)
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"conv2d: bias must have shape ({weight.shape[0]},), "
+                             f"got {bias.shape}")
+    xp = x.xp
+    stride, padding = _pair(stride, "stride", "conv2d"), _pair(padding, "padding", "conv2d")
+    dilation = _pair(dilation, "dilation", "conv2d")
+    (ph, pw), kernel = padding, weight.shape[2:]
+    n, c, h, w = x.shape
+    out_hw = tuple((size + 2 * p - d * (k - 1) - 1) // s + 1 for size, p, d, k, s in
+                   zip((h, w), padding, dilation, kernel, stride))
+    if min(out_hw) < 1:
+        raise ValueError(f"conv2d: input {x.shape} is too small for kernel {tuple(kernel)} with "
+                         f"padding {padding}, dilation {dilation}")
+    xpad = xp.pad(x.data, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x.data
+    win = _windows(xp, xpad, kernel, stride, dilation, out_hw)  # (N, C, kh, kw, Ho, Wo)
+    out = xp.tensordot(win, weight.data, axes=([1, 2, 3], [1, 2, 3]))  # (N, Ho, Wo, O)
+    if bias is not None:
+        out += bias.data
+    out = xp.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+    def backward(g):
+        gw = xp.tensordot(g, win, axes=([0, 2, 3], [0, 4, 5]))  # (O, C, kh, kw)
+        gwin = xp.tensordot(weight.data, g, axes=([0], [1]))  # (C, kh, kw, N, Ho, Wo)
+        dpad = xp.zeros_like(xpad)
+        _add_windows(dpad, gwin.transpose(3, 0, 1, 2, 4, 5), stride, dilation)
+        gx = dpad[:, :, ph:ph + h, pw:pw + w]
+        gb = g.sum(axis=(0, 2, 3)) if bias is not None else None
+        return (gx, gw, gb) if bias is not None else (gx, gw)
+
+    parents = (x, weight, bias) if bias is not None else (x, weight)
+    return Tensor.from_op(out, parents, backward, "conv2d")
+
+
+# ---------------------------------------------------------------- max_pool2d
+
+
+def pool_output_size(size, kernel, stride, padding, ceil_mode):
+    """Output length of a pooling window sweep (PyTorch's rule, which Caffe's ceil mode matches
+    for SSD): with ``ceil_mode`` the last window may hang over the edge, but must start inside
+    the input or its left padding."""
+    span = size + 2 * padding - kernel
+    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """Max pooling over ``kernel_size`` windows; padded cells are -inf (never the max).
+
+    Args:
+        x: ``(N, C, H, W)``.
+        kernel_size, stride (default: kernel_size), padding: int or (h, w) pair.
+        ceil_mode: round the output size up (SSD's pool3: 75 -> 38).
+    Returns:
+        ``(N, C, Ho, Wo)``. On ties the gradient goes to the first maximum in the window.
+    """
+    x = as_tensor(x)
+    _check_image_input("max_pool2d", x)
+    kernel = _pair(kernel_size, "kernel_size", "max_pool2d")
+    stride = kernel if stride is None else _pair(stride, "stride", "max_pool2d")
+    padding = _pair(padding, "padding", "max_pool2d")
+    if any(2 * p > k for p, k in zip(padding, kernel)):
+        raise ValueError(f"max_pool2d: padding {padding} must be at most half of kernel {kernel}")
+    xp = x.xp
+    n, c, h, w = x.shape
+    out_hw = tuple(pool_output_size(size, k, s, p, ceil_mode)
+                   for size, k, s, p in zip((h, w), kernel, stride, padding))
+    if min(out_hw) < 1:
+        raise ValueError(f"max_pool2d: input {x.shape} is too small for kernel {kernel}")
+    # pad on the right/bottom far enough for the last (possibly overhanging) window
+    extra = [max(p, (o - 1) * s + k - size - p)
+             for o, s, k, size, p in zip(out_hw, stride, kernel, (h, w), padding)]
+    (ph, pw) = padding
+    xpad = xp.pad(x.data, ((0, 0), (0, 0), (ph, extra[0]), (pw, extra[1])),
+                  constant_values=-np.inf)
+    win = _windows(xp, xpad, kernel, stride, (1, 1), out_hw)  # (N, C, kh, kw, Ho, Wo)
+    flat = win.reshape(n, c, kernel[0] * kernel[1], *out_hw)
+    arg = flat.argmax(axis=2)  # (N, C, Ho, Wo), first maximum on ties
+    out = xp.take_along_axis(flat, arg[:, :, None], axis=2)[:, :, 0]
+
+    def backward(g):
+        gwin = xp.zeros(flat.shape, dtype=g.dtype)
+        xp.put_along_axis(gwin, arg[:, :, None], g[:, :, None], axis=2)
+        dpad = xp.zeros_like(xpad)
+        _add_windows(dpad, gwin.reshape(win.shape), stride, (1, 1))
+        return (dpad[:, :, ph:ph + h, pw:pw + w],)
+
+    return Tensor.from_op(out, (x,), backward, "max_pool2d")
+
+
+# -------------------------------------------------------------- L2 normalise
+
+
+def l2_normalize(x, axis=1, eps=1e-10):
+    """``x / sqrt(sum(x^2, axis) + eps)``: unit length across channels at every location (the
+    Caffe Normalize layer used on SSD's conv4_3; the scale is a separate learned parameter)."""
+    x = as_tensor(x)
+    xp = x.xp
+    norm = xp.sqrt((x.data * x.data).sum(axis=axis, keepdims=True) + eps)
+    y = x.data / norm
+    return Tensor.from_op(
+        y, (x,), lambda g: ((g - y * (g * y).sum(axis=axis, keepdims=True)) / norm,),
+        "l2_normalize")

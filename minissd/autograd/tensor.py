@@ -1,0 +1,341 @@
+"""The autograd core: a ``Tensor`` that remembers how it was made, and ``backward``.
+
+Every op builds its output with ``Tensor.from_op(data, parents, backward_fn, name)``, where
+``backward_fn(g)`` maps the gradient of the output to one gradient per parent (``None`` where a
+parent needs none). ``Tensor.backward`` walks the graph in reverse topological order, calling each
+node's ``backward_fn`` once and summing the gradients that reach a node along several paths.
+
+The data is a NumPy or CuPy array (``minissd.backend``); the ops never ask which, they use the
+array module of their inputs. Only floating tensors take part in differentiation: float32 (the
+training dtype) and float64 (gradient checks, reference runs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from ..backend import get_array_module
+
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+_grad_enabled = True
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Inside this block ops record no graph (inference, optimiser updates)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+def _check_dtype(data, what="Tensor"):
+    if data.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(
+            f"{what}: dtype {data.dtype} is not supported; minissd tensors are float32 or float64 "
+            f"(got an array of shape {tuple(data.shape)})"
+        )
+
+
+def unbroadcast(grad, shape):
+    """Sum ``grad`` down to ``shape``: the backward of NumPy broadcasting."""
+    if grad.shape == tuple(shape):
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad
+
+
+class Tensor:
+    """An array plus the record of the op that produced it.
+
+    Attributes:
+        data: the array (NumPy or CuPy), float32 or float64.
+        grad: after ``backward``, the gradient of the output w.r.t. this tensor (same shape), for
+            tensors with ``requires_grad``; gradients accumulate across ``backward`` calls until
+            ``zero_grad``.
+        requires_grad: whether gradients flow to this tensor.
+    """
+
+    __array_ufunc__ = None  # make `ndarray * Tensor` call Tensor.__rmul__, not NumPy
+
+    def __init__(self, data, requires_grad: bool = False):
+        if isinstance(data, Tensor):
+            data = data.data
+        if isinstance(data, (int, float, list, tuple)) and not isinstance(data, np.generic):
+            data = np.asarray(data, dtype=np.float32)  # Python numbers: the training dtype
+        data = get_array_module(data).asarray(data)
+        _check_dtype(data)
+        self.data = data
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._parents: tuple[Tensor, ...] = ()
+        self._backward_fn = None
+        self._op = ""
+
+    @classmethod
+    def from_op(cls, data, parents, backward_fn, op: str) -> Tensor:
+        """The output of an op; records the graph only if some parent needs a gradient."""
+        out = cls.__new__(cls)
+        out.data, out.grad, out._op = data, None, op
+        out.requires_grad = _grad_enabled and any(p.requires_grad for p in parents)
+        out._parents = tuple(parents) if out.requires_grad else ()
+        out._backward_fn = backward_fn if out.requires_grad else None
+        return out
+
+    # ----------------------------------------------------------------- graph
+    def backward(self, grad=None, retain_graph: bool = False):
+        """Reverse-mode differentiation from this tensor.
+
+        Args:
+            grad: gradient of the final objective w.r.t. this tensor; defaults to 1 for a
+                one-element tensor.
+            retain_graph: keep the graph so that ``backward`` can be called again; by default
+                the graph is freed as it is walked, releasing the saved activations.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward: this tensor does not require grad (no graph to walk)")
+        xp = get_array_module(self.data)
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward: grad must be given for a non-scalar output of shape {self.shape}"
+                )
+            grad = xp.ones_like(self.data)
+        grad = xp.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
+
+        order, seen = [], set()
+
+        def visit(node):  # iterative depth-first search: deep nets overflow recursion
+            stack = [(node, False)]
+            while stack:
+                n, expanded = stack.pop()
+                if expanded:
+                    order.append(n)
+                elif id(n) not in seen:
+                    seen.add(id(n))
+                    stack.append((n, True))
+                    stack.extend((p, False) for p in n._parents if id(p) not in seen)
+
+        visit(self)
+        grads = {id(self): grad}
+        for node in reversed(order):  # outputs before inputs
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            if node._backward_fn is None:  # a leaf: keep its gradient
+                node.grad = g if node.grad is None else node.grad + g
+                continue
+            for parent, pg in zip(node._parents, node._backward_fn(g)):
+                if pg is None or not parent.requires_grad:
+                    continue
+                if pg.shape != parent.shape:
+                    raise RuntimeError(
+                        f"backward of {node._op!r}: gradient shape {pg.shape} does not match "
+                        f"input shape {parent.shape}"
+                    )
+                prev = grads.get(id(parent))
+                grads[id(parent)] = pg if prev is None else prev + pg
+            if not retain_graph:
+                node._parents, node._backward_fn = (), None
+
+    def zero_grad(self):
+        self.grad = None
+
+    def detach(self) -> Tensor:
+        """The same data, cut from the graph."""
+        return Tensor(self.data)
+
+    # ------------------------------------------------------------ properties
+    @property
+    def shape(self):
+        return tuple(self.data.shape)
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self):
+        return self.data.size
+
+    @property
+    def xp(self):
+        return get_array_module(self.data)
+
+    def numpy(self) -> np.ndarray:
+        from ..backend import to_numpy
+
+        return to_numpy(self.data)
+
+    def item(self) -> float:
+        return float(self.data.reshape(-1)[0]) if self.data.size == 1 else self._not_scalar()
+
+    def _not_scalar(self):
+        raise ValueError(f"item: tensor of shape {self.shape} is not a single value")
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor(shape={self.shape}, dtype={self.dtype}{grad})"
+
+    # -------------------------------------------------- arithmetic (forward | backward)
+    def _other(self, other) -> Tensor:
+        if isinstance(other, Tensor):
+            return other
+        return Tensor(self.xp.asarray(other, dtype=self.dtype))
+
+    def __add__(self, other):
+        a, b = self, self._other(other)
+        return Tensor.from_op(
+            a.data + b.data, (a, b),
+            lambda g: (unbroadcast(g, a.shape), unbroadcast(g, b.shape)), "add")
+
+    def __sub__(self, other):
+        a, b = self, self._other(other)
+        return Tensor.from_op(
+            a.data - b.data, (a, b),
+            lambda g: (unbroadcast(g, a.shape), unbroadcast(-g, b.shape)), "sub")
+
+    def __mul__(self, other):
+        a, b = self, self._other(other)
+        return Tensor.from_op(
+            a.data * b.data, (a, b),
+            lambda g: (unbroadcast(g * b.data, a.shape), unbroadcast(g * a.data, b.shape)), "mul")
+
+    def __truediv__(self, other):
+        a, b = self, self._other(other)
+        return Tensor.from_op(
+            a.data / b.data, (a, b),
+            lambda g: (unbroadcast(g / b.data, a.shape),
+                       unbroadcast(-g * a.data / (b.data * b.data), b.shape)), "div")
+
+    def __neg__(self):
+        return Tensor.from_op(-self.data, (self,), lambda g: (-g,), "neg")
+
+    def __pow__(self, p):
+        if isinstance(p, Tensor):
+            raise TypeError("pow: the exponent must be a Python number, not a Tensor")
+        x = self
+        return Tensor.from_op(
+            x.data ** p, (x,), lambda g: (g * p * x.data ** (p - 1),), "pow")
+
+    def __radd__(self, other):
+        return self._other(other) + self
+
+    def __rsub__(self, other):
+        return self._other(other) - self
+
+    def __rmul__(self, other):
+        return self._other(other) * self
+
+    def __rtruediv__(self, other):
+        return self._other(other) / self
+
+    def __matmul__(self, other):
+        a, b = self, self._other(other)
+        if a.ndim < 2 or b.ndim < 2:
+            raise ValueError(f"matmul: both inputs need >= 2 dims, got {a.shape} and {b.shape}")
+        xp = self.xp
+
+        def backward(g):
+            ga = g @ xp.swapaxes(b.data, -1, -2)
+            gb = xp.swapaxes(a.data, -1, -2) @ g
+            return unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)
+
+        return Tensor.from_op(a.data @ b.data, (a, b), backward, "matmul")
+
+    # ------------------------------------------------------ shape (forward | backward)
+    def reshape(self, *shape):
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        x = self
+        return Tensor.from_op(
+            x.data.reshape(shape), (x,), lambda g: (g.reshape(x.shape),), "reshape")
+
+    def transpose(self, *axes):
+        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+        axes = tuple(axes) if axes else tuple(reversed(range(self.ndim)))
+        inverse = tuple(np.argsort(axes))
+        return Tensor.from_op(
+            self.data.transpose(axes), (self,), lambda g: (g.transpose(inverse),), "transpose")
+
+    @property
+    def T(self):
+        return self.transpose()
+
+    def __getitem__(self, index):
+        """Slicing and integer-array indexing (gather); the backward scatters-adds."""
+        if isinstance(index, Tensor):
+            index = index.data
+        x, xp = self, self.xp
+
+        def backward(g):
+            full = xp.zeros_like(x.data)
+            _scatter_add(xp, full, index, g)
+            return (full,)
+
+        return Tensor.from_op(x.data[index], (x,), backward, "getitem")
+
+    # Reductions and elementwise functions live in ops.py; these are conveniences.
+    def sum(self, axis=None, keepdims=False):
+        from .ops import sum as _sum
+
+        return _sum(self, axis, keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        from .ops import mean
+
+        return mean(self, axis, keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        from .ops import max as _max
+
+        return _max(self, axis, keepdims)
+
+    def exp(self):
+        from .ops import exp
+
+        return exp(self)
+
+    def log(self):
+        from .ops import log
+
+        return log(self)
+
+
+def _scatter_add(xp, target, index, values):
+    """``target[index] += values`` with repeated indices summed (NumPy ``add.at``)."""
+    if xp is np:
+        np.add.at(target, index, values)
+    else:  # CuPy
+        import cupyx
+
+        cupyx.scatter_add(target, index, values)
+
+
+def as_tensor(x, like: Tensor | None = None) -> Tensor:
+    """``x`` as a Tensor; plain arrays and numbers become constants (in ``like``'s dtype)."""
+    if isinstance(x, Tensor):
+        return x
+    if like is not None:
+        return Tensor(like.xp.asarray(x, dtype=like.dtype))
+    return Tensor(x)

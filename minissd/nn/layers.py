@@ -1,0 +1,79 @@
+"""Layers: thin Modules that own parameters and call the ops in ``minissd.autograd``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import functional as F
+from ..autograd import ops
+from . import init
+from .module import Module, Parameter
+
+
+class Conv2d(Module):
+    """``(N, C_in, H, W) -> (N, C_out, Ho, Wo)``; weight ``(C_out, C_in, kh, kw)``, bias
+    ``(C_out,)``.
+
+    Weights are drawn by ``weight_init`` (a name in ``init.INITIALISERS``) from ``rng``, a
+    ``numpy.random.Generator`` that the caller passes (one generator threaded through a whole
+    model, so that the same seed gives the same model); biases start at zero.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 bias=True, *, rng: np.random.Generator, weight_init="xavier_uniform",
+                 dtype=np.float32):
+        super().__init__()
+        k = F._pair(kernel_size, "kernel_size", "Conv2d")
+        if weight_init not in init.INITIALISERS:
+            raise ValueError(f"Conv2d: weight_init must be one of {sorted(init.INITIALISERS)}, "
+                             f"got {weight_init!r}")
+        shape = (out_channels, in_channels, *k)
+        self.weight = Parameter(init.INITIALISERS[weight_init](shape, rng, dtype=dtype))
+        self.bias = Parameter(init.zeros((out_channels,), dtype=dtype)) if bias else None
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+
+    def __repr__(self):
+        o, c, kh, kw = self.weight.shape
+        return (f"Conv2d({c}, {o}, kernel=({kh}, {kw}), stride={self.stride}, "
+                f"padding={self.padding}, dilation={self.dilation})")
+
+
+class ReLU(Module):
+    def forward(self, x):
+        return ops.relu(x)
+
+    def __repr__(self):
+        return "ReLU()"
+
+
+class MaxPool2d(Module):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride
+        self.padding, self.ceil_mode = padding, ceil_mode
+
+    def forward(self, x):
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
+
+    def __repr__(self):
+        return (f"MaxPool2d(kernel={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, ceil_mode={self.ceil_mode})")
+
+
+class L2Norm(Module):
+    """SSD's conv4_3 normalisation: unit L2 norm across channels at every location, times a
+    learned per-channel ``weight`` (C,) initialised to ``scale`` (20 in the paper)."""
+
+    def __init__(self, channels, scale=20.0, eps=1e-10, dtype=np.float32):
+        super().__init__()
+        self.weight = Parameter(init.constant((channels,), scale, dtype=dtype))
+        self.eps = eps
+
+    def forward(self, x):
+        return F.l2_normalize(x, axis=1, eps=self.eps) * self.weight.reshape(1, -1, 1, 1)
+
+    def __repr__(self):
+        return f"L2Norm({self.weight.shape[0]})"
