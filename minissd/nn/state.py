@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +33,15 @@ def load_npz(path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load_npz: no such file: {path}")
+    if not zipfile.is_zipfile(path):  # NumPy would otherwise try to unpickle it
+        raise ValueError(f"load_npz: {path} is not a readable .npz archive (not a zip file)")
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except ValueError as exc:  # object arrays need pickle
         raise ValueError(f"load_npz: {path} holds pickled objects, which minissd never loads "
                          f"({exc})") from None
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"load_npz: {path} is not a readable .npz archive ({exc})") from None
 
 

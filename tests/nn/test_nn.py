@@ -1,0 +1,169 @@
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minissd import autograd as ag
+from minissd import nn
+from minissd.autograd import Tensor, gradcheck
+from minissd.optim import SGD, MultiStepLR
+
+
+def small_net(rng, dtype=np.float32):
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1, rng=rng, dtype=dtype), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 2, 4, rng=rng, dtype=dtype))
+
+
+def test_named_parameters_are_dotted_and_ordered():
+    net = small_net(np.random.default_rng(0))
+    names = [n for n, _ in net.named_parameters()]
+    assert names == ["0.weight", "0.bias", "3.weight", "3.bias"]
+
+
+def test_same_seed_same_model_different_layers_differ():
+    a, b = small_net(np.random.default_rng(1)), small_net(np.random.default_rng(1))
+    for (_, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+        np.testing.assert_array_equal(p.data, q.data)
+    rng = np.random.default_rng(0)  # one generator threaded through: layers differ
+    c1, c2 = nn.Conv2d(2, 2, 3, rng=rng), nn.Conv2d(2, 2, 3, rng=rng)
+    assert not np.array_equal(c1.weight.data, c2.weight.data)
+
+
+def test_state_dict_roundtrip_through_npz(tmp_path):
+    a, b = small_net(np.random.default_rng(1)), small_net(np.random.default_rng(2))
+    path = nn.save_weights(a, tmp_path / "w" / "net.npz")
+    assert list(tmp_path.joinpath("w").iterdir()) == [path]  # no temporary left behind
+    nn.load_weights(b, path)
+    x = Tensor(np.random.default_rng(3).standard_normal((2, 1, 8, 8)).astype(np.float32))
+    np.testing.assert_array_equal(a(x).data, b(x).data)
+
+
+def test_load_state_dict_names_the_bad_key():
+    net = small_net(np.random.default_rng(0))
+    state = net.state_dict()
+    state["0.weight"] = np.zeros((5, 1, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"'0.weight' has shape \(5, 1, 3, 3\)"):
+        net.load_state_dict(state)
+    del state["0.weight"]
+    with pytest.raises(KeyError, match="missing keys \\['0.weight'\\]"):
+        net.load_state_dict(state)
+
+
+def test_npz_with_pickled_objects_is_refused(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, obj=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ValueError, match="pickled objects"):
+        nn.load_npz(path)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable .npz"):
+        nn.load_npz(tmp_path / "junk.npz")
+
+
+def test_atomic_save_keeps_old_file_when_writing_fails(tmp_path):
+    path = nn.save_npz(tmp_path / "w.npz", {"a": np.ones(3)})
+
+    class Boom:
+        def __array__(self, *a, **k):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        nn.save_npz(path, {"a": Boom()})
+    np.testing.assert_array_equal(nn.load_npz(path)["a"], np.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]
+
+
+@given(c=st.integers(1, 4), h=st.integers(1, 3), scale=st.floats(0.5, 30), seed=st.integers(0, 99))
+def test_l2norm_layer_gradcheck(c, h, scale, seed):
+    layer = nn.L2Norm(c, scale=scale, dtype=np.float64)
+    layer.weight.data = layer.weight.data + np.random.default_rng(seed).standard_normal(c)
+    x = Tensor(np.random.default_rng(seed + 1).standard_normal((2, c, h, h)), requires_grad=True)
+    assert gradcheck(lambda x, w: layer(x), x, layer.weight)
+    out = nn.L2Norm(c, scale=scale, dtype=np.float64)(x).data
+    big = (x.data ** 2).sum(axis=1) > 1e-4
+    np.testing.assert_allclose(np.sqrt((out ** 2).sum(axis=1))[big], scale, rtol=1e-5)
+
+
+def test_train_eval_flags_reach_children():
+    net = small_net(np.random.default_rng(0)).eval()
+    assert not any(m.training for _, m in net.named_modules())
+    net.train()
+    assert all(m.training for _, m in net.named_modules())
+
+
+# ------------------------------------------------------------------ optimiser
+
+def test_sgd_matches_the_momentum_formula():
+    p = nn.Parameter(np.array([1.0, -2.0], np.float64))
+    opt = SGD([("w", p)], lr=0.1, momentum=0.9, weight_decay=0.01)
+    v = np.zeros(2)
+    w = p.data.copy()
+    for step in range(3):
+        p.grad = np.array([0.5, 0.25]) * (step + 1)
+        opt.step()
+        v = 0.9 * v + (p.grad + 0.01 * w)
+        w = w - 0.1 * v
+        np.testing.assert_allclose(p.data, w, rtol=1e-12)
+
+
+def test_sgd_can_exempt_biases_from_decay():
+    w, b = nn.Parameter(np.ones((2, 2))), nn.Parameter(np.ones(2))
+    opt = SGD([("conv.weight", w), ("conv.bias", b)], lr=1.0, weight_decay=0.5,
+              decay_biases=False)
+    w.grad, b.grad = np.zeros((2, 2)), np.zeros(2)
+    opt.step()
+    np.testing.assert_allclose(w.data, 0.5)
+    np.testing.assert_allclose(b.data, 1.0)
+
+
+def test_sgd_state_roundtrip():
+    p = nn.Parameter(np.ones(3))
+    opt = SGD([("w", p)], lr=0.1, momentum=0.9)
+    p.grad = np.ones(3)
+    opt.step()
+    opt2 = SGD([("w", p)], lr=0.5, momentum=0.9)
+    opt2.load_state_dict(opt.state_dict())
+    assert opt2.lr == 0.1
+    np.testing.assert_array_equal(opt2.velocity[0], opt.velocity[0])
+
+
+def test_multistep_schedule_with_warmup():
+    sched = MultiStepLR(1e-3, milestones=(80_000, 100_000), gamma=0.1, warmup_iters=100,
+                        warmup_factor=0.1)
+    assert sched(0) == pytest.approx(1e-4)
+    assert sched(50) == pytest.approx(1e-3 * (0.1 * 0.5 + 0.5))
+    assert sched(100) == pytest.approx(1e-3)
+    assert sched(79_999) == pytest.approx(1e-3)
+    assert sched(80_000) == pytest.approx(1e-4)
+    assert sched(100_000) == pytest.approx(1e-5)
+
+
+# ------------------------------------------------------------------ learning
+
+def test_tiny_conv_net_learns_a_toy_task():
+    """Is the bright square in the left or the right half? A two-layer conv net learns it."""
+    rng = np.random.default_rng(0)
+    n, size = 64, 8
+    images = rng.normal(0, 0.1, (n, 1, size, size)).astype(np.float32)
+    labels = rng.integers(0, 2, n)
+    for i, side in enumerate(labels):
+        x0 = rng.integers(0, 2) + (4 if side else 0)
+        y0 = rng.integers(0, size - 2)
+        images[i, 0, y0:y0 + 2, x0:x0 + 2] += 1.0
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, rng=rng), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(8, 2, 4, rng=rng))
+    opt = SGD(net.named_parameters(), lr=0.1, momentum=0.9)
+
+    def loss_fn():
+        logits = net(Tensor(images)).reshape(n, 2)
+        return ag.cross_entropy(logits, labels).mean(), logits
+
+    first, _ = loss_fn()
+    for _ in range(60):
+        opt.zero_grad()
+        loss, _ = loss_fn()
+        loss.backward()
+        opt.step()
+    last, logits = loss_fn()
+    assert last.item() < 0.2 * first.item()
+    assert (logits.data.argmax(1) == labels).mean() == 1.0
