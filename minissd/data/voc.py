@@ -560,7 +560,7 @@ class VOCDataset:
             raise kind(problems, header=f"{self!r}: {len(problems)} problem(s) in the data")
         if warn and self.report.total():
             warnings.warn(
-                f"{self!r}: {self.report.total()} objects/images repaired or skipped; "
+                f"{self!r}: {self.report.total()} objects or images repaired, skipped or empty; "
                 f"see dataset.report:\n{self.report.summary()}",
                 VOCDataWarning,
                 stacklevel=2,
