@@ -1,0 +1,473 @@
+"""SSD data augmentation, as in the paper (sec. 2.2, 3.6) and the authors' Caffe code.
+
+Training pipeline (:class:`SSDAugmentation`), in the order of Caffe's data layer::
+
+    photometric distortion -> zoom out (expand) -> IoU-constrained crop
+        -> horizontal flip -> resize -> mean subtraction, HWC -> CHW
+
+Every random step takes an explicit ``rng: numpy.random.Generator``; the same
+generator state gives the same output.
+
+Formats. Inputs are what :class:`minissd.data.VOCDataset` returns: ``image`` uint8
+(H, W, 3) RGB, ``boxes`` float32 (K, 4) pixel corners (x1, y1, x2, y2) in continuous
+coordinates (the whole image is (0, 0, W, H)), ``labels`` int64 (K,). Both composed
+transforms return ``image`` float32 (3, size_h, size_w) with the mean subtracted,
+``boxes`` float32 (K', 4) corners normalised to [0, 1] by the image width and height,
+``labels`` int64 (K',). K' <= K: the crop drops boxes whose centre leaves the patch.
+
+Choices, and where they come from
+---------------------------------
+- Photometric (Caffe ``ApplyDistort``, ``ssd_pascal.py`` ``distort_param``): brightness
+  +-32, contrast x[0.5, 1.5], saturation x[0.5, 1.5], hue +-18, each applied with
+  probability 0.5; brightness first, then contrast either before or after
+  saturation/hue (probability 0.5 each order). Values are clipped to [0, 255] after
+  every step (Caffe saturates to uint8 after each step; ssd.pytorch does not clip) and
+  rounded once at the end. Hue is in degrees and wraps around (ssd.pytorch; Caffe
+  adds 18 to OpenCV's half-degree hue and saturates instead of wrapping).
+- Zoom out (Caffe ``ExpandImage``): probability 0.5, ratio uniform in [1, 4], the
+  image pasted at a uniform random integer offset on a canvas filled with the mean.
+- Crop (Caffe ``GenerateBatchSamples`` + ``annotated_data_layer``): each
+  :class:`PatchSampler` in turn draws up to ``max_trials`` patches and keeps the first
+  ``max_sample`` that satisfy its constraint; one patch is then chosen uniformly among
+  all kept ones. The constraint holds when ANY ground-truth box has a Jaccard overlap
+  with the patch inside [min_jaccard_overlap, max_jaccard_overlap] (Caffe
+  ``SatisfySampleConstraint``). ssd.pytorch instead requires ALL boxes to pass and,
+  through an ``and``/``or`` slip, never rejects a patch at all (its issues #68, #119);
+  it also lacks the 0.5 option. Patches are drawn in normalised units (scale in
+  [0.3, 1] of each side, aspect ratio in [0.5, 2], clamped so the patch fits), rounded
+  to whole pixels, and the constraint is checked on the rounded patch. Boxes are kept
+  iff their centre lies in the patch (inclusive, Caffe ``emit_type: CENTER``), then
+  clipped to it. As in Caffe, the "any overlap" sampler may return a patch with no
+  box centre in it: the image then trains as pure background.
+- Resize: Pillow bilinear to a square (or given) size, a warp like Caffe's
+  ``resize_mode: WARP``. Pillow's bilinear filter widens its support when shrinking
+  (antialiasing), unlike OpenCV's. Caffe also picks a random interpolation mode; we
+  don't.
+- Flip: probability 0.5. Caffe flips after the resize; flipping just before it gives
+  the same result (a warp commutes with a mirror) and keeps boxes in pixels.
+- Mean: the VGG ImageNet means, RGB (123, 117, 104); Caffe's BGR (104, 117, 123).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    "VGG_MEAN",
+    "PhotometricConfig",
+    "ExpandConfig",
+    "PatchSampler",
+    "SSD_PATCH_SAMPLERS",
+    "AugmentationConfig",
+    "rgb_to_hsv",
+    "hsv_to_rgb",
+    "photometric_distort",
+    "expand",
+    "jaccard",
+    "sample_patch",
+    "satisfies_constraint",
+    "generate_patches",
+    "crop",
+    "random_crop",
+    "hflip",
+    "resize",
+    "normalize_boxes",
+    "to_chw",
+    "SSDAugmentation",
+    "SSDTransformEval",
+]
+
+#: The VGG16 ImageNet channel means, RGB order (Caffe lists them BGR: 104, 117, 123).
+VGG_MEAN = (123.0, 117.0, 104.0)
+
+PIXEL_MAX = 255.0
+HUE_PERIOD = 360.0  # degrees
+HUE_SECTOR = 60.0  # degrees per RGB sector of the hue hexagon
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+@dataclasses.dataclass(frozen=True)
+class PhotometricConfig:
+    """Caffe ``distort_param`` of ``ssd_pascal.py``; each ``*_prob`` is per image."""
+
+    brightness_prob: float = 0.5
+    brightness_delta: float = 32.0
+    contrast_prob: float = 0.5
+    contrast_lower: float = 0.5
+    contrast_upper: float = 1.5
+    saturation_prob: float = 0.5
+    saturation_lower: float = 0.5
+    saturation_upper: float = 1.5
+    hue_prob: float = 0.5
+    hue_delta: float = 18.0  # degrees
+    contrast_last_prob: float = 0.5  # Caffe: contrast after saturation/hue half the time
+    channel_shuffle_prob: float = 0.0  # Caffe random_order_prob (0 for SSD on VOC)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpandConfig:
+    """Caffe ``expand_param``: zoom out onto a mean-filled canvas."""
+
+    prob: float = 0.5
+    max_expand_ratio: float = 4.0
+
+
+@dataclasses.dataclass(frozen=True)
+class PatchSampler:
+    """One Caffe ``BatchSampler``. The defaults describe the whole image.
+
+    Scales are the patch side relative to the image side; aspect ratios are
+    width/height in normalised units. A bound left ``None`` is not checked; with both
+    overlap bounds ``None`` every patch is accepted.
+    """
+
+    min_scale: float = 1.0
+    max_scale: float = 1.0
+    min_aspect_ratio: float = 1.0
+    max_aspect_ratio: float = 1.0
+    min_jaccard_overlap: float | None = None
+    max_jaccard_overlap: float | None = None
+    max_trials: int = 1
+    max_sample: int = 1
+
+    @property
+    def constrained(self) -> bool:
+        return self.min_jaccard_overlap is not None or self.max_jaccard_overlap is not None
+
+
+def _ssd_sampler(**constraint) -> PatchSampler:
+    return PatchSampler(
+        min_scale=0.3, max_scale=1.0, min_aspect_ratio=0.5, max_aspect_ratio=2.0,
+        max_trials=50, max_sample=1, **constraint,
+    )  # fmt: skip
+
+
+#: ``ssd_pascal.py``'s batch samplers: the whole image; a patch overlapping some box by
+#: at least 0.1, 0.3, 0.5, 0.7, 0.9; a patch with any overlap (max 1.0).
+SSD_PATCH_SAMPLERS = (
+    PatchSampler(),
+    *(_ssd_sampler(min_jaccard_overlap=t) for t in (0.1, 0.3, 0.5, 0.7, 0.9)),
+    _ssd_sampler(max_jaccard_overlap=1.0),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentationConfig:
+    """All training-augmentation numbers. ``None`` disables a stage."""
+
+    photometric: PhotometricConfig | None = PhotometricConfig()
+    expand: ExpandConfig | None = ExpandConfig()
+    samplers: tuple[PatchSampler, ...] = SSD_PATCH_SAMPLERS
+    flip_prob: float = 0.5
+
+
+# ----------------------------------------------------------------------------- colour
+
+
+def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) RGB in [0, 255] -> (..., 3) HSV: hue degrees [0, 360), S [0, 1], V [0, 255]."""
+    rgb = np.asarray(rgb, dtype=np.float32)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    v = rgb.max(axis=-1)
+    chroma = v - rgb.min(axis=-1)
+    s = np.where(v > 0, chroma / np.where(v > 0, v, 1), 0)
+    c = np.where(chroma > 0, chroma, 1)  # avoid 0/0; hue is 0 where chroma is 0
+    h = np.where(v == r, ((g - b) / c) % 6, np.where(v == g, (b - r) / c + 2, (r - g) / c + 4))
+    h = np.where(chroma > 0, h * HUE_SECTOR, 0)
+    return np.stack([h, s, v], axis=-1).astype(np.float32)
+
+
+def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`rgb_to_hsv`; hue taken modulo 360."""
+    hsv = np.asarray(hsv, dtype=np.float32)
+    h = (hsv[..., 0] % HUE_PERIOD) / HUE_SECTOR
+    s, v = hsv[..., 1], hsv[..., 2]
+    chroma = v * s
+    x = chroma * (1 - np.abs(h % 2 - 1))
+    zero = np.zeros_like(v)
+    sector = np.floor(h).astype(np.int64) % 6
+    r = np.choose(sector, [chroma, x, zero, zero, x, chroma])
+    g = np.choose(sector, [x, chroma, chroma, x, zero, zero])
+    b = np.choose(sector, [zero, zero, x, chroma, chroma, x])
+    return (np.stack([r, g, b], axis=-1) + (v - chroma)[..., None]).astype(np.float32)
+
+
+def photometric_distort(
+    image: np.ndarray, rng: np.random.Generator, config: PhotometricConfig = PhotometricConfig()
+) -> np.ndarray:
+    """Random brightness, contrast, saturation, hue (and channel order): uint8 (H, W, 3)."""
+    out = image.astype(np.float32)
+
+    def contrast(img):
+        if rng.random() < config.contrast_prob:
+            img = np.clip(img * rng.uniform(config.contrast_lower, config.contrast_upper),
+                          0, PIXEL_MAX)  # fmt: skip
+        return img
+
+    def saturation_and_hue(img):
+        scale = None
+        if rng.random() < config.saturation_prob:
+            scale = rng.uniform(config.saturation_lower, config.saturation_upper)
+        shift = None
+        if rng.random() < config.hue_prob:
+            shift = rng.uniform(-config.hue_delta, config.hue_delta)
+        if scale is None and shift is None:
+            return img
+        hsv = rgb_to_hsv(img)
+        if scale is not None:
+            hsv[..., 1] = np.clip(hsv[..., 1] * scale, 0, 1)
+        if shift is not None:
+            hsv[..., 0] = (hsv[..., 0] + shift) % HUE_PERIOD
+        return np.clip(hsv_to_rgb(hsv), 0, PIXEL_MAX)
+
+    if rng.random() < config.brightness_prob:
+        delta = rng.uniform(-config.brightness_delta, config.brightness_delta)
+        out = np.clip(out + delta, 0, PIXEL_MAX)
+    if rng.random() < config.contrast_last_prob:
+        out = contrast(saturation_and_hue(out))
+    else:
+        out = saturation_and_hue(contrast(out))
+    if rng.random() < config.channel_shuffle_prob:
+        out = out[..., rng.permutation(3)]
+    return np.rint(out).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def expand(
+    image: np.ndarray,
+    boxes: np.ndarray,
+    rng: np.random.Generator,
+    fill: Sequence[float] = VGG_MEAN,
+    max_expand_ratio: float = ExpandConfig.max_expand_ratio,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Zoom out: paste ``image`` (H, W, 3) on a canvas ``ratio`` times larger.
+
+    ``ratio`` ~ U(1, max_expand_ratio); the canvas is filled with ``fill`` (rounded to
+    uint8) and the offset is a uniform random integer. Boxes (K, 4) pixel corners are
+    shifted by the offset, so they still frame the same pixels.
+    """
+    height, width = image.shape[:2]
+    ratio = rng.uniform(1.0, max_expand_ratio)
+    new_h, new_w = int(height * ratio), int(width * ratio)
+    top = int(np.floor(rng.uniform(0, new_h - height)))
+    left = int(np.floor(rng.uniform(0, new_w - width)))
+    canvas = np.empty((new_h, new_w, image.shape[2]), dtype=image.dtype)
+    canvas[...] = np.rint(np.asarray(fill, dtype=np.float64)).astype(image.dtype)
+    canvas[top : top + height, left : left + width] = image
+    shift = np.array([left, top, left, top], dtype=np.float32)
+    return canvas, (boxes + shift).astype(np.float32)
+
+
+def jaccard(patch: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one corner box (4,) with each of ``boxes`` (K, 4): float64 (K,)."""
+    patch = np.asarray(patch, dtype=np.float64)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    iw = np.clip(np.minimum(patch[2], boxes[:, 2]) - np.maximum(patch[0], boxes[:, 0]), 0, None)
+    ih = np.clip(np.minimum(patch[3], boxes[:, 3]) - np.maximum(patch[1], boxes[:, 1]), 0, None)
+    inter = iw * ih
+    area_patch = (patch[2] - patch[0]) * (patch[3] - patch[1])
+    area_boxes = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / (area_patch + area_boxes - inter)
+
+
+def sample_patch(
+    sampler: PatchSampler, width: int, height: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Draw one patch as Caffe's ``SampleBBox``: int64 (4,) pixel corners inside the image.
+
+    scale ~ U(min_scale, max_scale), aspect ~ U(min_aspect_ratio, max_aspect_ratio)
+    clamped to [scale^2, 1/scale^2] so the patch fits; normalised side lengths
+    scale*sqrt(aspect) and scale/sqrt(aspect); uniform top-left corner.
+    """
+    scale = rng.uniform(sampler.min_scale, sampler.max_scale)
+    aspect = rng.uniform(sampler.min_aspect_ratio, sampler.max_aspect_ratio)
+    aspect = min(max(aspect, scale**2), 1.0 / scale**2)
+    w = min(scale * np.sqrt(aspect), 1.0)
+    h = min(scale / np.sqrt(aspect), 1.0)
+    x0 = rng.uniform(0.0, 1.0 - w)
+    y0 = rng.uniform(0.0, 1.0 - h)
+    x1p, y1p = int(round(x0 * width)), int(round(y0 * height))
+    x2p = min(max(int(round((x0 + w) * width)), x1p + 1), width)
+    y2p = min(max(int(round((y0 + h) * height)), y1p + 1), height)
+    return np.array([x1p, y1p, x2p, y2p], dtype=np.int64)
+
+
+def satisfies_constraint(patch: np.ndarray, boxes: np.ndarray, sampler: PatchSampler) -> bool:
+    """Caffe ``SatisfySampleConstraint``: ANY box has IoU within the sampler's bounds.
+
+    Unconstrained samplers accept every patch; constrained ones reject all patches of
+    an image without boxes.
+    """
+    if not sampler.constrained:
+        return True
+    overlap = jaccard(patch, boxes)
+    ok = np.ones(overlap.shape, dtype=bool)
+    if sampler.min_jaccard_overlap is not None:
+        ok &= overlap >= sampler.min_jaccard_overlap
+    if sampler.max_jaccard_overlap is not None:
+        ok &= overlap <= sampler.max_jaccard_overlap
+    return bool(ok.any())
+
+
+def generate_patches(
+    boxes: np.ndarray,
+    width: int,
+    height: int,
+    samplers: Sequence[PatchSampler],
+    rng: np.random.Generator,
+) -> list[tuple[PatchSampler, np.ndarray]]:
+    """Caffe ``GenerateBatchSamples``: the accepted ``(sampler, patch)`` pairs."""
+    accepted = []
+    for sampler in samplers:
+        found = 0
+        for _ in range(sampler.max_trials):
+            if found >= sampler.max_sample:
+                break
+            patch = sample_patch(sampler, width, height, rng)
+            if satisfies_constraint(patch, boxes, sampler):
+                accepted.append((sampler, patch))
+                found += 1
+    return accepted
+
+
+def crop(
+    image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, patch: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut ``patch`` (4,) int pixel corners out of the image.
+
+    Keeps the boxes whose centre lies in the patch (borders included), clips them to
+    it and moves them into the patch's coordinates. Returns image
+    (y2-y1, x2-x1, 3), boxes (K', 4), labels (K',).
+    """
+    x1, y1, x2, y2 = (int(v) for v in patch)
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    keep = (
+        (centres[:, 0] >= x1) & (centres[:, 0] <= x2)
+        & (centres[:, 1] >= y1) & (centres[:, 1] <= y2)
+    )  # fmt: skip
+    kept = boxes[keep].astype(np.float32)
+    kept[:, 0::2] = np.clip(kept[:, 0::2], x1, x2) - x1
+    kept[:, 1::2] = np.clip(kept[:, 1::2], y1, y2) - y1
+    return image[y1:y2, x1:x2], kept, labels[keep]
+
+
+def random_crop(
+    image: np.ndarray,
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    rng: np.random.Generator,
+    samplers: Sequence[PatchSampler] = SSD_PATCH_SAMPLERS,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crop a patch chosen uniformly among those :func:`generate_patches` accepts.
+
+    If no patch is accepted (possible only without an unconstrained sampler), the
+    inputs come back unchanged.
+    """
+    height, width = image.shape[:2]
+    accepted = generate_patches(boxes, width, height, samplers, rng)
+    if not accepted:
+        return image, boxes, labels
+    _, patch = accepted[rng.integers(len(accepted))]
+    return crop(image, boxes, labels, patch)
+
+
+def hflip(image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror left-right: x -> W - x for the image (H, W, C) and boxes (K, 4)."""
+    width = image.shape[1]
+    flipped = boxes.copy()
+    flipped[:, 0] = width - boxes[:, 2]
+    flipped[:, 2] = width - boxes[:, 0]
+    return np.ascontiguousarray(image[:, ::-1]), flipped
+
+
+def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Pillow bilinear resize of uint8 (H, W, 3) to ``size`` = (height, width)."""
+    height, width = size
+    if image.shape[:2] == (height, width):
+        return image
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+
+
+def normalize_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Pixel corners (K, 4) -> corners in [0, 1] of an image ``width`` x ``height``."""
+    scale = np.array([width, height, width, height], dtype=np.float64)
+    return np.clip(boxes / scale, 0.0, 1.0).astype(np.float32)
+
+
+def to_chw(image: np.ndarray, mean: Sequence[float] = VGG_MEAN) -> np.ndarray:
+    """uint8 (H, W, 3) -> float32 (3, H, W) with ``mean`` (per channel, RGB) subtracted."""
+    out = image.astype(np.float32) - np.asarray(mean, dtype=np.float32)
+    return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+
+def _as_size(size: int | tuple[int, int]) -> tuple[int, int]:
+    """An int or (height, width) -> (height, width); ValueError unless both are >= 1."""
+    height, width = (size, size) if isinstance(size, int | np.integer) else size
+    if int(height) != height or int(width) != width or height < 1 or width < 1:
+        raise ValueError(f"size: expected a positive int or (height, width), got {size!r}")
+    return int(height), int(width)
+
+
+# ----------------------------------------------------------------------------- composed
+
+
+@dataclasses.dataclass(frozen=True)
+class SSDAugmentation:
+    """The SSD training transform (see the module docstring).
+
+    ``size``: model input, an int (square) or (height, width). Call as
+    ``transform(image, boxes, labels, rng)`` -> (float32 (3, h, w), float32 (K', 4) in
+    [0, 1], int64 (K',)).
+    """
+
+    size: int | tuple[int, int]
+    mean: tuple[float, float, float] = VGG_MEAN
+    config: AugmentationConfig = AugmentationConfig()
+
+    def __post_init__(self):
+        _as_size(self.size)
+
+    def __call__(self, image, boxes, labels, rng: np.random.Generator):
+        cfg = self.config
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        labels = np.asarray(labels, dtype=np.int64)
+        if cfg.photometric is not None:
+            image = photometric_distort(image, rng, cfg.photometric)
+        if cfg.expand is not None and rng.random() < cfg.expand.prob:
+            image, boxes = expand(image, boxes, rng, self.mean, cfg.expand.max_expand_ratio)
+        if cfg.samplers:
+            image, boxes, labels = random_crop(image, boxes, labels, rng, cfg.samplers)
+        if rng.random() < cfg.flip_prob:
+            image, boxes = hflip(image, boxes)
+        height, width = image.shape[:2]
+        boxes = normalize_boxes(boxes, width, height)
+        image = resize(image, _as_size(self.size))
+        return to_chw(image, self.mean), boxes, labels
+
+
+@dataclasses.dataclass(frozen=True)
+class SSDTransformEval:
+    """The test-time transform: resize, subtract the mean; boxes normalised, none dropped.
+
+    ``transform(image, boxes, labels, rng=None)``, same outputs as :class:`SSDAugmentation`.
+    """
+
+    size: int | tuple[int, int]
+    mean: tuple[float, float, float] = VGG_MEAN
+
+    def __post_init__(self):
+        _as_size(self.size)
+
+    def __call__(self, image, boxes, labels, rng: np.random.Generator | None = None):
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        height, width = image.shape[:2]
+        out = to_chw(resize(image, _as_size(self.size)), self.mean)
+        return out, normalize_boxes(boxes, width, height), np.asarray(labels, dtype=np.int64)
