@@ -410,10 +410,10 @@ def to_chw(image: np.ndarray, mean: Sequence[float] = VGG_MEAN) -> np.ndarray:
 
 def _as_size(size: int | tuple[int, int]) -> tuple[int, int]:
     """An int or (height, width) -> (height, width); ValueError unless both are >= 1."""
-    height, width = (size, size) if isinstance(size, int | np.integer) else size
-    if int(height) != height or int(width) != width or height < 1 or width < 1:
+    pair = (size, size) if np.isscalar(size) else tuple(size)
+    if len(pair) != 2 or not all(isinstance(v, int | np.integer) and v >= 1 for v in pair):
         raise ValueError(f"size: expected a positive int or (height, width), got {size!r}")
-    return int(height), int(width)
+    return int(pair[0]), int(pair[1])
 
 
 # ----------------------------------------------------------------------------- composed
