@@ -252,7 +252,8 @@ def match(gt_boxes, gt_labels, priors, iou_threshold=0.5, *, variances):
 
     gt_boxes: (G, 4) normalised corners; gt_labels: (G,) ints, 0-based object classes;
     priors: (P, 4) normalised centre form; variances: 4 numbers for ``encode``.
-    Returns ``MatchResult(loc (P, 4), labels (P,) int64, gt_index (P,) int64)``.
+    Returns ``MatchResult(loc (P, 4) in the priors' dtype, labels (P,) int64,
+    gt_index (P,) int64)``.
 
     1. **Bipartite step** (each ground truth gets its own best prior): repeatedly take the
        largest IoU among (unmatched ground truth, unmatched prior) pairs and match that
@@ -277,22 +278,23 @@ def match(gt_boxes, gt_labels, priors, iou_threshold=0.5, *, variances):
         raise ValueError("gt_labels must be 0-based object classes (>= 0); got a negative label")
     iou_threshold = _check_threshold(iou_threshold)
     num_gt, num_priors = gt_boxes.shape[0], priors.shape[0]
-    dtype = xp.result_type(gt_boxes.dtype, priors.dtype)
 
     gt_index = xp.full(num_priors, -1, dtype=xp.int64)
+    loc = xp.zeros((num_priors, 4), dtype=priors.dtype)
+    labels = xp.zeros(num_priors, dtype=xp.int64)
     if num_gt == 0 or num_priors == 0:  # nothing to match: all background
-        loc = xp.zeros((num_priors, 4), dtype=dtype)
-        return MatchResult(loc=loc, labels=xp.zeros(num_priors, dtype=xp.int64), gt_index=gt_index)
+        return MatchResult(loc=loc, labels=labels, gt_index=gt_index)
 
     overlaps = iou(gt_boxes, centre_to_corners(priors))  # (G, P)
     _bipartite_match(overlaps, gt_index, xp)
     _threshold_match(overlaps, gt_index, iou_threshold, xp)
 
-    positive = gt_index >= 0
-    safe_index = xp.maximum(gt_index, 0)  # background rows read gt 0, then get zeroed
-    loc = encode(gt_boxes[safe_index].astype(dtype), priors.astype(dtype), variances)
-    loc = xp.where(positive[:, None], loc, 0).astype(dtype)
-    labels = xp.where(positive, gt_labels[safe_index] + 1, 0).astype(xp.int64)
+    positive = xp.nonzero(gt_index >= 0)[0]
+    matched = gt_index[positive]
+    dtype = xp.result_type(gt_boxes.dtype, priors.dtype)
+    encoded = encode(gt_boxes[matched].astype(dtype), priors[positive].astype(dtype), variances)
+    loc[positive] = encoded.astype(priors.dtype)
+    labels[positive] = gt_labels[matched] + 1
     return MatchResult(loc=loc, labels=labels, gt_index=gt_index)
 
 
