@@ -176,8 +176,8 @@ def eval_detection_voc(
 ) -> VOCEvalResult:
     """Per-class AP and mAP of detections over ``N`` images, with the devkit's rules.
 
-    Every argument is a sequence with one entry per image, in the same image order (the order
-    that breaks ties between equal scores). Arrays may be NumPy or CuPy.
+    Every argument is an iterable with one entry per image, in the same image order (the order
+    that breaks ties between equal scores). Arrays may be NumPy or CuPy (copied to the host).
 
     Args:
         pred_boxes: ``N`` arrays ``(K_i, 4)``, detections as corners ``x1, y1, x2, y2`` in
@@ -198,10 +198,11 @@ def eval_detection_voc(
         A :class:`VOCEvalResult`: ``ap`` ``(C,)`` with NaN for classes without non-difficult
         ground truth, ``map`` (their nanmean), and per-class precision, recall and score curves.
     """
-    preds = _check_images("pred", pred_boxes, pred_labels, pred_scores, "pred_scores")
+    preds = _check_images("pred", pred_boxes, pred_labels, pred_scores, "pred_scores", np.float64)
+    gt_labels = list(gt_labels)  # may be a one-pass iterable
     if gt_difficults is None:
         gt_difficults = [np.zeros(len(labels), dtype=bool) for labels in gt_labels]
-    gts = _check_images("gt", gt_boxes, gt_labels, gt_difficults, "gt_difficults")
+    gts = _check_images("gt", gt_boxes, gt_labels, gt_difficults, "gt_difficults", bool)
     if len(preds[0]) != len(gts[0]):
         raise ValueError(
             f"predictions cover {len(preds[0])} images but ground truth covers {len(gts[0])}"
@@ -223,61 +224,34 @@ def eval_detection_voc(
                     f"min {x.min()}, max {x.max()}"
                 )
 
-    # Step 2 for every detection at once, image by image: the IoU with the best ground truth
-    # of its image and class, and that ground truth's index among all ground truths.
-    gt_offsets = np.cumsum([0] + [len(x) for x in g_labels])
-    best_iou, best_gt = [], []
-    for i in range(len(p_boxes)):
-        iou = devkit_iou(p_boxes[i], g_boxes[i], plus_one)  # (K_i, G_i)
-        iou[p_labels[i][:, None] != g_labels[i][None, :]] = -np.inf
-        if iou.shape[1] == 0:
-            best_iou.append(np.full(len(p_boxes[i]), -np.inf))
-            best_gt.append(np.full(len(p_boxes[i]), -1, dtype=np.int64))
-            continue
-        j = np.argmax(iou, axis=1)  # the first of equal maxima, as the devkit's `ov > ovmax`
-        best_iou.append(iou[np.arange(len(j)), j])
-        best_gt.append(gt_offsets[i] + j)
-    best_iou = np.concatenate(best_iou) if best_iou else np.zeros(0)
-    best_gt = np.concatenate(best_gt) if best_gt else np.zeros(0, dtype=np.int64)
-    labels = np.concatenate(p_labels) if p_labels else np.zeros(0, dtype=np.int64)
-    scores = np.concatenate(p_scores) if p_scores else np.zeros(0)
-    all_gt_labels = np.concatenate(g_labels) if g_labels else np.zeros(0, dtype=np.int64)
-    all_gt_difficult = np.concatenate(g_difficult) if g_difficult else np.zeros(0, dtype=bool)
+    best_iou, best_gt = _best_ground_truth(p_boxes, p_labels, g_boxes, g_labels, plus_one)
+    labels = _concat(p_labels, np.int64)
+    scores = _concat(p_scores, np.float64)
+    all_gt_labels = _concat(g_labels, np.int64)
+    all_gt_difficult = _concat(g_difficult, bool)
 
     ap = np.full(n_classes, np.nan)
     n_positives = np.zeros(n_classes, dtype=np.int64)
     precisions, recalls, sorted_scores = [], [], []
     for c in range(n_classes):
-        n_pos = int(np.sum((all_gt_labels == c) & ~all_gt_difficult))
-        n_positives[c] = n_pos
+        n_pos = int(np.sum((all_gt_labels == c) & ~all_gt_difficult))  # step 4
         # Step 1: this class's detections (input order), stable-sorted by descending score.
-        idx = np.flatnonzero(labels == c)
-        idx = idx[np.argsort(-scores[idx], kind="stable")]
-        # Step 3. `hit`: the best ground truth overlaps enough. A hit on a difficult ground
-        # truth is ignored. Among the other hits, the first detection (in score order) to hit
-        # a ground truth is its TP; every later hit on it is a duplicate, hence a FP. This is
-        # the devkit's sequential loop: only hits on ground truth j ever mark j as matched.
-        hit = best_iou[idx] >= iou_threshold
-        gt_of_hit = best_gt[idx][hit]
-        matchable = np.zeros(len(idx), dtype=bool)
-        matchable[hit] = ~all_gt_difficult[gt_of_hit]
-        tp = np.zeros(len(idx), dtype=bool)
-        matchable_pos = np.flatnonzero(matchable)
-        _, first = np.unique(best_gt[idx][matchable_pos], return_index=True)
-        tp[matchable_pos[first]] = True
-        fp = ~hit | (matchable & ~tp)
+        order = np.flatnonzero(labels == c)
+        order = order[np.argsort(-scores[order], kind="stable")]
+        tp, fp = _mark_detections(best_iou[order], best_gt[order], all_gt_difficult, iou_threshold)
         # Step 5: the curves.
         tp_cum = np.cumsum(tp, dtype=np.int64)
         fp_cum = np.cumsum(fp, dtype=np.int64)
         precision = tp_cum / np.maximum(tp_cum + fp_cum, 1)  # 0/0 -> 0
         if n_pos > 0:
             recall = tp_cum / n_pos
-            ap[c] = voc_ap(recall, precision, use_07_metric)
+            ap[c] = voc_ap(recall, precision, use_07_metric)  # step 6
         else:
-            recall = np.full(len(idx), np.nan)
+            recall = np.full(len(order), np.nan)  # step 7
+        n_positives[c] = n_pos
         precisions.append(precision.astype(np.float64))
         recalls.append(recall.astype(np.float64))
-        sorted_scores.append(scores[idx].astype(np.float64))
+        sorted_scores.append(scores[order])
 
     has_pos = ~np.isnan(ap)
     mean_ap = float(ap[has_pos].mean()) if has_pos.any() else float("nan")
@@ -294,7 +268,64 @@ def eval_detection_voc(
     )
 
 
-def _check_images(prefix, boxes, labels, third, third_name):
+def _best_ground_truth(p_boxes, p_labels, g_boxes, g_labels, plus_one):
+    """Step 2 for every detection at once, image by image.
+
+    Returns:
+        ``best_iou`` ``(D,)`` float64: the IoU of each detection (all images concatenated in
+        input order) with the best ground truth of its image and class, ``-inf`` if none
+        intersects it; ``best_gt`` ``(D,)`` int64: that ground truth's index among all ground
+        truths concatenated in image order (meaningless where ``best_iou`` is ``-inf``).
+    """
+    gt_offsets = np.cumsum([0] + [len(x) for x in g_labels])
+    best_iou, best_gt = [], []
+    for i in range(len(p_boxes)):
+        iou = devkit_iou(p_boxes[i], g_boxes[i], plus_one)  # (K_i, G_i)
+        iou[p_labels[i][:, None] != g_labels[i][None, :]] = -np.inf  # other classes
+        if iou.shape[1] == 0:
+            j = np.zeros(len(iou), dtype=np.int64)
+            best_iou.append(np.full(len(iou), -np.inf))
+        else:
+            j = np.argmax(iou, axis=1)  # the first of equal maxima, as the devkit's `ov > ovmax`
+            best_iou.append(iou[np.arange(len(j)), j])
+        best_gt.append(gt_offsets[i] + j)
+    return _concat(best_iou, np.float64), _concat(best_gt, np.int64)
+
+
+def _mark_detections(best_iou, best_gt, gt_difficult, iou_threshold):
+    """Step 3 for one class's detections, given in score order.
+
+    Args:
+        best_iou: ``(D,)`` IoU of each detection with its best ground truth.
+        best_gt: ``(D,)`` index of that ground truth into ``gt_difficult``.
+        gt_difficult: ``(G,)`` bool, for all ground truths.
+        iou_threshold: the threshold, compared with ``>=``.
+
+    Returns:
+        ``tp``, ``fp``: ``(D,)`` bool; a detection that is neither was ignored (difficult).
+
+    The devkit walks the detections one by one, marking ground truths as matched. Only hits on
+    ground truth ``j`` ever mark ``j``, so the walk amounts to: among the detections whose best
+    ground truth is ``j`` (non-difficult) with enough overlap, the first in score order is a
+    TP and every later one a duplicate FP.
+    """
+    hit = best_iou >= iou_threshold
+    matchable = np.zeros(len(best_iou), dtype=bool)
+    matchable[hit] = ~gt_difficult[best_gt[hit]]
+    matchable_at = np.flatnonzero(matchable)
+    _, first = np.unique(best_gt[matchable_at], return_index=True)  # first hit on each gt
+    tp = np.zeros(len(best_iou), dtype=bool)
+    tp[matchable_at[first]] = True
+    fp = ~hit | (matchable & ~tp)
+    return tp, fp
+
+
+def _concat(arrays, dtype):
+    """``np.concatenate`` that also accepts an empty list."""
+    return np.concatenate(arrays).astype(dtype) if len(arrays) else np.zeros(0, dtype=dtype)
+
+
+def _check_images(prefix, boxes, labels, third, third_name, third_dtype):
     """NumPy copies of per-image (boxes, labels, third) with shapes checked; errors name the arg."""
     boxes, labels, third = list(boxes), list(labels), list(third)
     if not len(boxes) == len(labels) == len(third):
@@ -320,5 +351,5 @@ def _check_images(prefix, boxes, labels, third, third_name):
             raise ValueError(f"{third_name}[{i}] must have shape ({k},), got {t.shape}")
         out_boxes.append(b)
         out_labels.append(lab.astype(np.int64))
-        out_third.append(t.astype(bool) if third_name == "gt_difficults" else t.astype(np.float64))
+        out_third.append(t.astype(third_dtype))
     return out_boxes, out_labels, out_third

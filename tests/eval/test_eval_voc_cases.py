@@ -207,6 +207,16 @@ def test_classes_do_not_match_each_other():
     np.testing.assert_array_equal(r.precision[1], [0.0])
 
 
+def test_one_pass_iterables_are_accepted():
+    def once(*arrays):
+        return (np.array(a) for a in arrays)
+
+    r = eval_detection_voc(
+        once([G0]), once([0]), once([0.9]), once([G0, G1]), once([0, 0]), use_07_metric=False
+    )
+    assert r.ap[0] == 0.5 and r.n_positives.tolist() == [2]
+
+
 def test_n_classes_is_inferred_from_the_largest_label():
     r = one_image([G0], [0.9], [G0], det_labels=[4], gt_labels=[2])
     assert r.n_classes == 5
