@@ -18,8 +18,10 @@ def box_arrays(draw, min_n=0, max_n=10, dtype=np.float64, allow_inverted=True):
     n = draw(st.integers(min_n, max_n))
     if draw(st.booleans()):  # grid boxes: many ties and degenerate cases
         low = -2 if allow_inverted else 0
-        xy = draw(st.lists(st.tuples(st.integers(0, GRID), st.integers(0, GRID)), min_size=n, max_size=n))
-        wh = draw(st.lists(st.tuples(st.integers(low, 4), st.integers(low, 4)), min_size=n, max_size=n))
+        corner = st.tuples(st.integers(0, GRID), st.integers(0, GRID))
+        size = st.tuples(st.integers(low, 4), st.integers(low, 4))
+        xy = draw(st.lists(corner, min_size=n, max_size=n))
+        wh = draw(st.lists(size, min_size=n, max_size=n))
         boxes = np.array([[x, y, x + w, y + h] for (x, y), (w, h) in zip(xy, wh)], dtype=np.float64)
         boxes = boxes.reshape(n, 4) * draw(st.sampled_from(SCALES))
     else:  # free floats
