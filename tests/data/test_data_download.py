@@ -173,26 +173,24 @@ def file_info(name, data):
     return info, data
 
 
+def symlink_info(name, target):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    return info, None
+
+
 @pytest.mark.parametrize(
     "entry, match",
     [
         (file_info("../evil.txt", b"x"), "contains '..'"),
         (file_info("a/../../evil.txt", b"x"), "contains '..'"),
         (file_info("/tmp/evil.txt", b"x"), "absolute path"),
-        (
-            (
-                lambda i: (setattr(i, "type", tarfile.SYMTYPE), setattr(i, "linkname", "/etc"), i)[
-                    -1
-                ]
-            )(tarfile.TarInfo("link")),
-            "link or special file",
-        ),
+        (symlink_info("link", "/etc"), "link or special file"),
     ],
     ids=["dotdot", "nested-dotdot", "absolute", "symlink"],
 )
 def test_unsafe_archives_are_refused(tmp_path, entry, match):
-    info, data = entry if isinstance(entry, tuple) else (entry, None)
-    tar = make_tar(tmp_path / "bad.tar", [file_info("ok.txt", b"fine"), (info, data)])
+    tar = make_tar(tmp_path / "bad.tar", [file_info("ok.txt", b"fine"), entry])
     with pytest.raises(UnsafeArchiveError, match=match):
         safe_extract(tar, tmp_path / "out")
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "out" / "ok.txt").exists()
