@@ -1,0 +1,82 @@
+"""From network outputs to detections (paper Sec. 3 and the authors' Caffe DetectionOutput).
+
+For each image: softmax over classes; decode the offsets against the default boxes; then for
+every object class separately: keep scores ``> score_threshold``, the ``pre_nms_top_k`` best of
+those, and non-maximum suppression at ``nms_threshold``; finally the ``keep_top_k`` best
+detections of the image over all classes. Boxes come out in pixels of the original image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backend import to_numpy
+from ..boxes import decode, nms
+from .model import DetectConfig
+
+
+@dataclass
+class Detections:
+    """One image's detections: ``boxes (D, 4)`` corners in pixels, ``labels (D,)`` 0-based object
+    classes, ``scores (D,)``, sorted by descending score."""
+
+    boxes: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+
+    def __len__(self):
+        return len(self.scores)
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def detect_image(loc, conf, priors, config: DetectConfig, variances=(0.1, 0.1, 0.2, 0.2),
+                 image_size=(1.0, 1.0), clip=True) -> Detections:
+    """Detections of one image.
+
+    Args:
+        loc: ``(P, 4)`` predicted offsets; conf: ``(P, C)`` class scores (class 0 background).
+        priors: ``(P, 4)`` default boxes, centre form, normalised.
+        image_size: ``(height, width)`` in pixels to scale the normalised boxes to.
+        clip: clip boxes to the image.
+    """
+    loc, conf, priors = to_numpy(loc), to_numpy(conf), to_numpy(priors)
+    scores = _softmax(conf.astype(np.float64))
+    boxes = decode(loc.astype(np.float64), priors.astype(np.float64), variances)
+    if clip:
+        boxes = np.clip(boxes, 0.0, 1.0)
+    h, w = image_size
+    boxes = boxes * np.array([w, h, w, h], dtype=np.float64)
+    out_boxes, out_labels, out_scores = [], [], []
+    for c in range(1, scores.shape[1]):
+        candidates = np.flatnonzero(scores[:, c] > config.score_threshold)
+        if candidates.size == 0:
+            continue
+        # the pre-NMS top-k really limits the candidates (ssd.pytorch #168 made it a no-op)
+        keep = candidates[nms(boxes[candidates], scores[candidates, c], config.nms_threshold,
+                              pre_nms_top_k=config.pre_nms_top_k)]
+        out_boxes.append(boxes[keep])
+        out_scores.append(scores[keep, c])
+        out_labels.append(np.full(len(keep), c - 1, dtype=np.int64))
+    if not out_scores:
+        return Detections(np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0))
+    boxes, labels = np.concatenate(out_boxes), np.concatenate(out_labels)
+    scores = np.concatenate(out_scores)
+    order = np.argsort(-scores, kind="stable")[:config.keep_top_k]
+    return Detections(boxes[order], labels[order], scores[order])
+
+
+def detect(loc, conf, priors, config: DetectConfig, variances=(0.1, 0.1, 0.2, 0.2),
+           image_sizes=None, clip=True) -> list[Detections]:
+    """``detect_image`` for a batch: ``loc (N, P, 4)``, ``conf (N, P, C)``; ``image_sizes`` a
+    list of ``(height, width)`` (default: normalised coordinates)."""
+    loc, conf = to_numpy(getattr(loc, "data", loc)), to_numpy(getattr(conf, "data", conf))
+    if image_sizes is None:
+        image_sizes = [(1.0, 1.0)] * len(loc)
+    return [detect_image(loc[i], conf[i], priors, config, variances, image_sizes[i], clip)
+            for i in range(len(loc))]

@@ -1,0 +1,63 @@
+import numpy as np
+
+from minissd.boxes import corners_to_centre, encode, iou_reference
+from minissd.ssd.detect import detect, detect_image
+from minissd.ssd.model import DetectConfig
+
+VAR = (0.1, 0.1, 0.2, 0.2)
+
+
+def scene(num_priors=50, num_classes=3, seed=0):
+    """Priors, and predictions that decode to chosen boxes with chosen class scores."""
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0.1, 0.7, (num_priors, 2))
+    wh = rng.uniform(0.1, 0.3, (num_priors, 2))
+    priors = np.concatenate([xy + wh / 2, wh], 1)
+    target = np.concatenate([xy, xy + wh], 1) + rng.normal(0, 0.01, (num_priors, 4))
+    loc = encode(target, priors, VAR)
+    conf = rng.normal(0, 1, (num_priors, num_classes))
+    return loc, conf, priors, target
+
+
+def test_boxes_come_out_in_pixels_sorted_and_suppressed():
+    loc, conf, priors, target = scene()
+    d = detect_image(loc, conf, priors, DetectConfig(score_threshold=0.0), VAR,
+                     image_size=(200, 400), clip=False)
+    assert np.all(np.diff(d.scores) <= 0)
+    assert d.boxes[:, [0, 2]].max() > 1.5  # pixels, not normalised
+    for c in np.unique(d.labels):  # per class: no two kept boxes overlap above 0.45
+        b = d.boxes[d.labels == c]
+        o = iou_reference(b, b)
+        np.fill_diagonal(o, 0)
+        assert o.max(initial=0) <= 0.45
+
+
+def test_per_class_pre_nms_top_k_really_limits():
+    """Regression for ssd.pytorch #168: the per-class top-k must cut the candidates."""
+    n = 30
+    far = np.stack([np.array([i, 0, i + 0.5, 0.5]) / n for i in range(n)])  # disjoint boxes
+    priors = corners_to_centre(far)
+    loc = np.zeros((n, 4))
+    conf = np.zeros((n, 2))
+    conf[:, 1] = np.linspace(5, 1, n)  # descending scores for class 1
+    d = detect_image(loc, conf, priors, DetectConfig(score_threshold=0.0, pre_nms_top_k=7))
+    assert len(d) == 7
+    np.testing.assert_allclose(d.boxes, far[:7], atol=1e-12)
+    d = detect_image(loc, conf, priors, DetectConfig(score_threshold=0.0, keep_top_k=4))
+    assert len(d) == 4
+
+
+def test_score_threshold_is_strict_and_background_never_reported():
+    loc, conf, priors, _ = scene(num_classes=2)
+    conf[:, 0] = 10.0  # background wins everywhere: object scores ~ e^-10
+    d = detect_image(loc, conf, priors, DetectConfig(score_threshold=0.01))
+    assert len(d) == 0 and d.boxes.shape == (0, 4)
+    d = detect_image(loc, conf, priors, DetectConfig(score_threshold=0.0))
+    assert len(d) > 0 and set(d.labels.tolist()) == {0}  # 0-based object class
+
+
+def test_batch_api():
+    loc, conf, priors, _ = scene()
+    out = detect(np.stack([loc, loc]), np.stack([conf, conf]), priors, DetectConfig(), VAR,
+                 image_sizes=[(10, 10), (20, 20)])
+    np.testing.assert_allclose(out[1].boxes, out[0].boxes * 2)
