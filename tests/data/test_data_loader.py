@@ -113,7 +113,7 @@ def test_errors_name_the_file_serial_and_in_workers(tmp_path):
 
 
 def test_different_shapes_without_transform_is_a_clear_error(tmp_path):
-    from conftest import VOCFolder, object_xml
+    from voc_folders import VOCFolder, object_xml
 
     f = VOCFolder(tmp_path)
     f.add("a", [object_xml("cat", (1, 1, 5, 5))], size=(20, 10))

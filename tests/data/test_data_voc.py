@@ -4,8 +4,8 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import annotation_xml, object_xml
 from PIL import Image
+from voc_folders import annotation_xml, object_xml
 
 from minissd.data import (
     VOC_CLASSES,
@@ -29,8 +29,14 @@ def make(folder, **kwargs):
 
 def test_item_format_and_coordinate_convention(voc_folder):
     f = voc_folder()
-    f.add("a", [object_xml("dog", (1, 1, 40, 30), difficult=0, truncated=1),
-                object_xml("cat", (5, 6, 10, 20), difficult=1)], size=(40, 30))
+    f.add(
+        "a",
+        [
+            object_xml("dog", (1, 1, 40, 30), difficult=0, truncated=1),
+            object_xml("cat", (5, 6, 10, 20), difficult=1),
+        ],
+        size=(40, 30),
+    )
     f.split("train", ["a"])
     ds = make(f)
     assert len(ds) == 1 and ds.ids == ["a"]
@@ -93,8 +99,12 @@ def test_union_07_12_in_a_devkit(tmp_path, voc_folder):
     # the devkit folder itself also works as root, and VOC<year> directly
     assert len(VOCDataset(tmp_path / "VOCdevkit", "trainval", 2007, class_names=CLASSES)) == 2
     assert len(VOCDataset(tmp_path / "VOCdevkit/VOC2012", "trainval", class_names=CLASSES)) == 1
-    concat = ConcatDataset([VOCDataset(tmp_path, "trainval", 2007, class_names=CLASSES),
-                            VOCDataset(tmp_path, "trainval", "2012", class_names=CLASSES)])
+    concat = ConcatDataset(
+        [
+            VOCDataset(tmp_path, "trainval", 2007, class_names=CLASSES),
+            VOCDataset(tmp_path, "trainval", "2012", class_names=CLASSES),
+        ]
+    )
     assert len(concat) == 3 and concat[2].image_id == "2008_000001"
     assert concat.annotation(-1).image_id == "2008_000001"
     with pytest.raises(IndexError):
@@ -154,19 +164,41 @@ def test_missing_xml(voc_folder):
         ("<annotation><object><name>cat</name>", r"a\.xml: malformed XML at line 1"),
         ("<annotation><size><width>40</wid", r"a\.xml: malformed XML"),
         ("", r"a\.xml: malformed XML"),
-        (annotation_xml("a", (40, 30), ["<object><name>cat</name><bndbox><xmin>1</xmin>"
-                                        "<ymin>1</ymin><xmax>5</xmax></bndbox></object>"]),
-         r"a\.xml: object\[0\]/bndbox/ymax: missing"),
-        (annotation_xml("a", (40, 30), [object_xml("cat", (1, "one", 5, 5))]),
-         r"object\[0\]/bndbox/ymin: expected a number, got 'one'"),
-        (annotation_xml("a", (40, 30), [object_xml("", (1, 1, 5, 5))]),
-         r"object\[0\]/name: missing"),
-        (annotation_xml("a", (40, 30), [object_xml("cat", (1, 1, 5, 5), difficult="yes")]),
-         r"object\[0\]/difficult: expected 0 or 1, got 'yes'"),
+        (
+            annotation_xml(
+                "a",
+                (40, 30),
+                [
+                    "<object><name>cat</name><bndbox><xmin>1</xmin>"
+                    "<ymin>1</ymin><xmax>5</xmax></bndbox></object>"
+                ],
+            ),
+            r"a\.xml: object\[0\]/bndbox/ymax: missing",
+        ),
+        (
+            annotation_xml("a", (40, 30), [object_xml("cat", (1, "one", 5, 5))]),
+            r"object\[0\]/bndbox/ymin: expected a number, got 'one'",
+        ),
+        (
+            annotation_xml("a", (40, 30), [object_xml("", (1, 1, 5, 5))]),
+            r"object\[0\]/name: missing",
+        ),
+        (
+            annotation_xml("a", (40, 30), [object_xml("cat", (1, 1, 5, 5), difficult="yes")]),
+            r"object\[0\]/difficult: expected 0 or 1, got 'yes'",
+        ),
         (annotation_xml("a", ("forty", 30), []), r"a\.xml/size/width: expected a number"),
     ],
-    ids=["unclosed", "truncated", "empty", "missing-field", "non-numeric", "no-name",
-         "bad-difficult", "bad-size"],
+    ids=[
+        "unclosed",
+        "truncated",
+        "empty",
+        "missing-field",
+        "non-numeric",
+        "no-name",
+        "bad-difficult",
+        "bad-size",
+    ],
 )
 def test_malformed_annotation_names_file_and_field(voc_folder, xml, match):
     f = voc_folder().add("a", [], xml=xml).split("train", ["a"])
@@ -258,9 +290,15 @@ def test_size_mismatch_and_missing_size(voc_folder):
 
 def test_boxes_outside_image_are_clipped_or_dropped_and_counted(voc_folder):
     f = voc_folder()
-    f.add("a", [object_xml("cat", (0, -3, 45, 20)),     # partly outside: clipped
-                object_xml("dog", (50, 5, 60, 10)),      # entirely outside: dropped
-                object_xml("dog", (2, 2, 8, 8))], size=(40, 30))
+    f.add(
+        "a",
+        [
+            object_xml("cat", (0, -3, 45, 20)),  # partly outside: clipped
+            object_xml("dog", (50, 5, 60, 10)),  # entirely outside: dropped
+            object_xml("dog", (2, 2, 8, 8)),
+        ],
+        size=(40, 30),
+    )
     f.split("train", ["a"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -275,8 +313,14 @@ def test_boxes_outside_image_are_clipped_or_dropped_and_counted(voc_folder):
 
 def test_zero_size_boxes_dropped_and_counted(voc_folder):
     f = voc_folder()
-    f.add("a", [object_xml("cat", (7, 7, 7, 7)), object_xml("dog", (3, 4, 9, 4)),
-                object_xml("dog", (2, 2, 8, 8))])
+    f.add(
+        "a",
+        [
+            object_xml("cat", (7, 7, 7, 7)),
+            object_xml("dog", (3, 4, 9, 4)),
+            object_xml("dog", (2, 2, 8, 8)),
+        ],
+    )
     f.split("train", ["a"])
     with pytest.warns(VOCDataWarning, match="zero_size: 2"):
         ds = make(f)
