@@ -210,8 +210,18 @@ def test_flip_twice_is_identity(scene):
 
 def test_hsv_matches_matplotlib_and_round_trips():
     rgb = np.random.default_rng(0).uniform(0, 255, (2000, 3)).astype(np.float32)
-    rgb[:10] = [[0, 0, 0], [255, 255, 255], [10, 10, 10], [255, 0, 0], [0, 255, 0],
-                [0, 0, 255], [255, 255, 0], [0, 255, 255], [255, 0, 255], [128, 64, 64]]
+    rgb[:10] = [
+        [0, 0, 0],
+        [255, 255, 255],
+        [10, 10, 10],
+        [255, 0, 0],
+        [0, 255, 0],
+        [0, 0, 255],
+        [255, 255, 0],
+        [0, 255, 255],
+        [255, 0, 255],
+        [128, 64, 64],
+    ]
     hsv = rgb_to_hsv(rgb)
     oracle = matplotlib.colors.rgb_to_hsv(rgb / 255)
     np.testing.assert_allclose(hsv[:, 0] / 360, oracle[:, 0], atol=1e-5)
@@ -250,8 +260,9 @@ def test_photometric_ranges():
 @settings(max_examples=40)
 def test_augmentation_outputs_valid_boxes(scene, size):
     image, boxes, labels, seed = scene
-    out, out_boxes, out_labels = SSDAugmentation(size)(image, boxes, labels,
-                                                       np.random.default_rng(seed))
+    out, out_boxes, out_labels = SSDAugmentation(size)(
+        image, boxes, labels, np.random.default_rng(seed)
+    )
     expected = (size, size) if isinstance(size, int) else size
     assert out.shape == (3, *expected) and out.dtype == np.float32
     assert_valid_normalised(out_boxes)
@@ -289,8 +300,9 @@ def test_flip_in_pipeline_mirrors_boxes():
     image = np.zeros((40, 40, 3), np.uint8)
     boxes = np.array([[0, 0, 10, 40]], np.float32)
     config = AugmentationConfig(photometric=None, expand=None, samplers=(), flip_prob=1.0)
-    _, out_boxes, _ = SSDAugmentation(40, config=config)(image, boxes, np.array([0]),
-                                                          np.random.default_rng(0))
+    _, out_boxes, _ = SSDAugmentation(40, config=config)(
+        image, boxes, np.array([0]), np.random.default_rng(0)
+    )
     np.testing.assert_allclose(out_boxes, [[0.75, 0, 1, 1]])
 
 
