@@ -21,8 +21,25 @@ Numerics, shared with the references and the CUDA kernels:
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange
+
+#: Below this many box pairs, ``iou`` runs the kernel on one thread: waking the worker
+#: threads costs more than it saves, and far more when other processes hold the cores.
+PARALLEL_MIN_PAIRS = 1 << 20
+
+
+def iou(a, b, out):
+    """``iou_matrix`` on one thread for small problems, on all of Numba's threads else."""
+    if out.size >= PARALLEL_MIN_PAIRS:
+        return iou_matrix(a, b, out)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return iou_matrix(a, b, out)
+    finally:
+        numba.set_num_threads(previous)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")

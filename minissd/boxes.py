@@ -187,7 +187,7 @@ def iou(a, b):
         return out
     from minissd.kernels import cpu  # imported here: importing minissd compiles nothing
 
-    return cpu.iou_matrix(a, b, out)
+    return cpu.iou(a, b, out)
 
 
 # ----------------------------------------------------------------------------------------
