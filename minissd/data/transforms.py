@@ -56,6 +56,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from minissd.boxes import iou_reference
+
 __all__ = [
     "VGG_MEAN",
     "PhotometricConfig",
@@ -267,15 +269,12 @@ def expand(
 
 
 def jaccard(patch: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one corner box (4,) with each of ``boxes`` (K, 4): float64 (K,)."""
-    patch = np.asarray(patch, dtype=np.float64)
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    iw = np.clip(np.minimum(patch[2], boxes[:, 2]) - np.maximum(patch[0], boxes[:, 0]), 0, None)
-    ih = np.clip(np.minimum(patch[3], boxes[:, 3]) - np.maximum(patch[1], boxes[:, 1]), 0, None)
-    inter = iw * ih
-    area_patch = (patch[2] - patch[0]) * (patch[3] - patch[1])
-    area_boxes = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / (area_patch + area_boxes - inter)
+    """IoU of one corner box (4,) with each of ``boxes`` (K, 4): float64 (K,).
+
+    The project's float64 reference IoU (:func:`minissd.boxes.iou_reference`), no +1.
+    """
+    patch = np.asarray(patch, dtype=np.float64).reshape(1, 4)
+    return iou_reference(patch, np.asarray(boxes, dtype=np.float64).reshape(-1, 4))[0]
 
 
 def sample_patch(
