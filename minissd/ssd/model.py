@@ -82,7 +82,7 @@ SMALL_EXTRAS = (ExtraBlock(64, 128), ExtraBlock(64, 128), ExtraBlock(64, 128),
 
 def ssd_small(num_classes, **overrides) -> SSDConfig:
     options = dict(vgg=SMALL_VGG, source_layer="conv3_2", fc6=None, pool5=False,
-                   extras=SMALL_EXTRAS, weight_init="kaiming_normal")
+                   extras=SMALL_EXTRAS)
     options.update(overrides)
     return SSDConfig("SSD-small", num_classes, priors.SMALL, **options)
 
