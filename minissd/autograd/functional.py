@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _conv_impl as _conv
 from .tensor import Tensor, as_tensor, unbroadcast
 
 #: Reject NaN/inf at the entrance of conv2d (one pass over the input; switch off for speed).
@@ -108,25 +109,6 @@ def _check_image_input(op, x):
         raise ValueError(f"{op}: input of shape {x.shape} contains NaN or inf")
 
 
-def _windows(xp, a, kernel, stride, dilation, out_hw):
-    """A strided *view* of ``a`` (N, C, Hp, Wp) as ``(N, C, kh, kw, Ho, Wo)`` windows: no copy."""
-    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
-    n, c = a.shape[:2]
-    s = a.strides
-    return xp.lib.stride_tricks.as_strided(
-        a, (n, c, kh, kw, ho, wo), (s[0], s[1], dh * s[2], dw * s[3], sh * s[2], sw * s[3]))
-
-
-def _add_windows(dpad, dwin, stride, dilation):
-    """The adjoint of ``_windows``: add ``dwin`` (N, C, kh, kw, Ho, Wo) back onto ``dpad``."""
-    (sh, sw), (dh, dw) = stride, dilation
-    kh, kw, ho, wo = dwin.shape[2:]
-    for i in range(kh):
-        for j in range(kw):
-            dpad[:, :, i * dh: i * dh + sh * (ho - 1) + 1: sh,
-                 j * dw: j * dw + sw * (wo - 1) + 1: sw] += dwin[:, :, i, j]
-
-
 # -------------------------------------------------------------------- conv2d
 
 
@@ -140,6 +122,16 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
         stride, padding, dilation: int or (h, w) pair; padding is zeros on both sides.
     Returns:
         ``(N, O, Ho, Wo)`` with ``Ho = (H + 2 ph - dh (kh - 1) - 1) // sh + 1`` (likewise Wo).
+
+    As GEMMs (``minissd.autograd._conv_impl`` has the layout and the reasons), with
+    ``W2 = weight.reshape(O, C*kh*kw)`` and ``cols[i]`` the im2col matrix of the padded image
+    ``i``, ``(C*kh*kw, Ho*Wo)``, built band by band of output rows::
+
+        forward   out[i] = W2 @ cols[i] (+ bias)
+        backward  dW2    = sum_i g[i] @ cols[i].T
+                  dx     = conv2d(g, W flipped in space, in/out swapped, padding d(k-1)-p)
+                           (stride 1), or col2im(W2.T @ g[i]) (stride > 1)
+                  db     = sum of g over N, Ho, Wo
     """
     x, weight = as_tensor(x), as_tensor(weight)
     _check_image_input("conv2d", x)
@@ -158,28 +150,35 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
     xp = x.xp
     stride, padding = _pair(stride, "stride", "conv2d"), _pair(padding, "padding", "conv2d")
     dilation = _pair(dilation, "dilation", "conv2d")
-    (ph, pw), kernel = padding, weight.shape[2:]
+    if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+        raise ValueError(f"conv2d: stride {stride} and dilation {dilation} must be >= 1 and "
+                         f"padding {padding} >= 0")
+    kernel = weight.shape[2:]
     n, c, h, w = x.shape
     out_hw = tuple((size + 2 * p - d * (k - 1) - 1) // s + 1 for size, p, d, k, s in
                    zip((h, w), padding, dilation, kernel, stride))
     if min(out_hw) < 1:
         raise ValueError(f"conv2d: input {x.shape} is too small for kernel {tuple(kernel)} with "
                          f"padding {padding}, dilation {dilation}")
-    xpad = xp.pad(x.data, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x.data
-    win = _windows(xp, xpad, kernel, stride, dilation, out_hw)  # (N, C, kh, kw, Ho, Wo)
-    out = xp.tensordot(win, weight.data, axes=([1, 2, 3], [1, 2, 3]))  # (N, Ho, Wo, O)
+    o = weight.shape[0]
+    xdata = xp.ascontiguousarray(x.data)
+    w2 = xp.ascontiguousarray(weight.data).reshape(o, -1)  # (O, C*kh*kw)
+    out = xp.empty((n, o, *out_hw), dtype=x.dtype)
+    _conv.correlate(xp, xdata, w2, kernel, stride, padding, dilation, out)
     if bias is not None:
-        out += bias.data
-    out = xp.ascontiguousarray(out.transpose(0, 3, 1, 2))
+        out += bias.data[:, None, None]
 
     def backward(g):
-        gw = xp.tensordot(g, win, axes=([0, 2, 3], [0, 4, 5]))  # (O, C, kh, kw)
-        gwin = xp.tensordot(weight.data, g, axes=([0], [1]))  # (C, kh, kw, N, Ho, Wo)
-        dpad = xp.zeros_like(xpad)
-        _add_windows(dpad, gwin.transpose(3, 0, 1, 2, 4, 5), stride, dilation)
-        gx = dpad[:, :, ph:ph + h, pw:pw + w]
-        gb = g.sum(axis=(0, 2, 3)) if bias is not None else None
-        return (gx, gw, gb) if bias is not None else (gx, gw)
+        g = xp.ascontiguousarray(g)
+        gx = gw = None
+        if weight.requires_grad:
+            gw = _conv.weight_grad(xp, xdata, g, kernel, stride, padding, dilation)
+            gw = gw.reshape(weight.shape)
+        if x.requires_grad:
+            gx = _conv.input_grad(xp, g, weight.data, x.shape, stride, padding, dilation)
+        if bias is None:
+            return gx, gw
+        return gx, gw, g.reshape(n, o, -1).sum(axis=2).sum(axis=0)
 
     parents = (x, weight, bias) if bias is not None else (x, weight)
     return Tensor.from_op(out, parents, backward, "conv2d")
@@ -199,6 +198,18 @@ def pool_output_size(size, kernel, stride, padding, ceil_mode):
     return out
 
 
+def _pool_offsets(size, out, kernel, stride, padding):
+    """For each kernel offset ``u``: the outputs ``[lo, hi)`` whose cell ``y*stride + u - padding``
+    lies inside the input, and that input slice. Cells outside count as -inf, so they are
+    skipped rather than padded."""
+    for u in range(kernel):
+        lo = max(0, -((u - padding) // stride))  # ceil((padding - u) / stride)
+        hi = min(out, (size - 1 + padding - u) // stride + 1)
+        if lo < hi:
+            start = lo * stride + u - padding
+            yield u, slice(lo, hi), slice(start, start + (hi - lo - 1) * stride + 1, stride)
+
+
 def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     """Max pooling over ``kernel_size`` windows; padded cells are -inf (never the max).
 
@@ -207,7 +218,14 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
         kernel_size, stride (default: kernel_size), padding: int or (h, w) pair.
         ceil_mode: round the output size up (SSD's pool3: 75 -> 38).
     Returns:
-        ``(N, C, Ho, Wo)``. On ties the gradient goes to the first maximum in the window.
+        ``(N, C, Ho, Wo)``. On ties the gradient goes to the first maximum in the window
+        (row-major order over the window, as PyTorch).
+
+    One pass per kernel offset ``(u, v)``, each over output-sized strided slices (no window
+    array is copied, no argmax)::
+
+        forward   out = max over (u, v) of x[y*sh + u - ph, x*sw + v - pw]
+        backward  in offset order, the first slice equal to ``out`` at a position takes ``g``
     """
     x = as_tensor(x)
     _check_image_input("max_pool2d", x)
@@ -216,29 +234,33 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     padding = _pair(padding, "padding", "max_pool2d")
     if any(2 * p > k for p, k in zip(padding, kernel)):
         raise ValueError(f"max_pool2d: padding {padding} must be at most half of kernel {kernel}")
+    if min(stride) < 1 or min(kernel) < 1 or min(padding) < 0:
+        raise ValueError(f"max_pool2d: kernel {kernel} and stride {stride} must be >= 1 and "
+                         f"padding {padding} >= 0")
     xp = x.xp
     n, c, h, w = x.shape
     out_hw = tuple(pool_output_size(size, k, s, p, ceil_mode)
                    for size, k, s, p in zip((h, w), kernel, stride, padding))
     if min(out_hw) < 1:
         raise ValueError(f"max_pool2d: input {x.shape} is too small for kernel {kernel}")
-    # pad on the right/bottom far enough for the last (possibly overhanging) window
-    extra = [max(p, (o - 1) * s + k - size - p)
-             for o, s, k, size, p in zip(out_hw, stride, kernel, (h, w), padding)]
-    (ph, pw) = padding
-    xpad = xp.pad(x.data, ((0, 0), (0, 0), (ph, extra[0]), (pw, extra[1])),
-                  constant_values=-np.inf)
-    win = _windows(xp, xpad, kernel, stride, (1, 1), out_hw)  # (N, C, kh, kw, Ho, Wo)
-    flat = win.reshape(n, c, kernel[0] * kernel[1], *out_hw)
-    arg = flat.argmax(axis=2)  # (N, C, Ho, Wo), first maximum on ties
-    out = xp.take_along_axis(flat, arg[:, :, None], axis=2)[:, :, 0]
+    offsets = [(ro, ri, co, ci)
+               for _, ro, ri in _pool_offsets(h, out_hw[0], kernel[0], stride[0], padding[0])
+               for _, co, ci in _pool_offsets(w, out_hw[1], kernel[1], stride[1], padding[1])]
+    xd = x.data
+    out = xp.full((n, c, *out_hw), -np.inf, dtype=x.dtype)
+    for ro, ri, co, ci in offsets:
+        o = out[:, :, ro, co]
+        xp.maximum(o, xd[:, :, ri, ci], out=o)
 
     def backward(g):
-        gwin = xp.zeros(flat.shape, dtype=g.dtype)
-        xp.put_along_axis(gwin, arg[:, :, None], g[:, :, None], axis=2)
-        dpad = xp.zeros_like(xpad)
-        _add_windows(dpad, gwin.reshape(win.shape), stride, (1, 1))
-        return (dpad[:, :, ph:ph + h, pw:pw + w],)
+        gx = xp.zeros_like(xd)
+        taken = xp.zeros(out.shape, dtype=bool)  # the window's maximum has been found
+        for ro, ri, co, ci in offsets:
+            hit = xd[:, :, ri, ci] == out[:, :, ro, co]
+            hit &= ~taken[:, :, ro, co]
+            taken[:, :, ro, co] |= hit
+            gx[:, :, ri, ci] += g[:, :, ro, co] * hit
+        return (gx,)
 
     return Tensor.from_op(out, (x,), backward, "max_pool2d")
 

@@ -1,0 +1,174 @@
+"""The GEMM kernels behind ``functional.conv2d``: im2col in bands of output rows.
+
+Layout (one image at a time, NCHW throughout)::
+
+    x[i]     (C, H, W)          --pad-->   xpad (C, Hp, Wp)   a reused buffer, zero border
+    cols     (C*kh*kw, r*Wo)    one band of r output rows, built by ONE copy of a strided
+                                view of xpad (``_windows``); row (c, u, v) of cols holds
+                                xpad[c, y*sh + u*dh, x*sw + v*dw] for the band's (y, x)
+    out[i]   (O, Ho*Wo)         out[i][:, band] = W2 @ cols,   W2 = weight.reshape(O, C*kh*kw)
+
+Why this shape of loop:
+
+* The GEMM ``W2 @ cols`` writes straight into the NCHW output: no transposes afterwards.
+* The column buffer is the expensive object (``kh*kw`` times the input). Built for a band of
+  rows it is a few MiB: it stays in the L2/L3 cache between the copy that writes it and the GEMM
+  that reads it, and the same buffer is reused for every band and image (a fresh 200 MiB
+  buffer per call would spend more time in page faults than in the copy). Nothing of it is kept
+  for backward; backward rebuilds the bands it needs, which is cheaper than writing and reading
+  back ``kh*kw`` copies of every activation.
+* 1x1 stride-1 convolutions skip im2col: ``cols`` is the image itself, ``(C, H*W)``.
+
+Backward, with ``g = dL/dout``:
+
+* ``dW2 = sum_i g[i] @ cols[i].T`` band by band (the same columns as forward, rebuilt).
+* ``dx``, stride 1: the input gradient of a stride-1 correlation is itself a correlation, of
+  ``g`` padded by ``d*(k-1) - p`` with the kernel flipped in space and with its in/out channels
+  swapped: ``dx = correlate(g, W.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])``. So it reuses the
+  forward kernel (one column build of ``g`` and one GEMM per band, written into ``dx``).
+* ``dx``, stride > 1 (no such shortcut without wasting GEMM work on inserted zeros): the
+  transpose of im2col. ``dcols = W2.T @ g[i][:, band]``, then ``col2im``: ``kh*kw`` strided adds
+  of the band's columns onto a zeroed padded buffer (``_add_windows``), cropped into ``dx[i]``.
+
+Everything goes through ``xp`` (NumPy or CuPy); on CuPy the bands are simply bigger.
+"""
+
+from __future__ import annotations
+
+#: Size of one band's column buffer on the CPU. 8 MiB fits the L3 cache with room for the
+#: weights; bands are always at least one output row.
+CPU_BAND_BYTES = 8 << 20
+#: On the GPU the cache argument does not apply; large bands just mean fewer, bigger GEMMs.
+GPU_BAND_BYTES = 512 << 20
+
+
+def windows(xp, a, kernel, stride, dilation, out_hw):
+    """A strided *view* of ``a`` (..., Hp, Wp) as ``(..., kh, kw, Ho, Wo)`` windows: no copy.
+
+    ``windows(a)[..., u, v, y, x] = a[..., y*sh + u*dh, x*sw + v*dw]``."""
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
+    *lead, s2, s3 = a.strides
+    return xp.lib.stride_tricks.as_strided(
+        a, (*a.shape[:-2], kh, kw, ho, wo), (*lead, dh * s2, dw * s3, sh * s2, sw * s3))
+
+
+def add_windows(dpad, dwin, stride, dilation):
+    """The adjoint of ``windows``: add ``dwin`` (..., kh, kw, Ho, Wo) back onto ``dpad``
+    (..., Hp, Wp), one strided slice add per kernel offset (overlapping windows accumulate)."""
+    (sh, sw), (dh, dw) = stride, dilation
+    kh, kw, ho, wo = dwin.shape[-4:]
+    for u in range(kh):
+        for v in range(kw):
+            dpad[..., u * dh: u * dh + sh * (ho - 1) + 1: sh,
+                 v * dw: v * dw + sw * (wo - 1) + 1: sw] += dwin[..., u, v, :, :]
+
+
+def _band_rows(xp, k, ho, wo, itemsize):
+    """Output rows per band so that a band's ``(k, rows*Wo)`` column buffer fits the budget."""
+    budget = CPU_BAND_BYTES if xp.__name__ == "numpy" else GPU_BAND_BYTES
+    return max(1, min(ho, budget // (k * wo * itemsize)))
+
+
+def _bands(ho, rows):
+    return [(r0, min(ho, r0 + rows)) for r0 in range(0, ho, rows)]
+
+
+class _Padder:
+    """Pads images ``(C, H, W)`` by ``(ph, pw)`` zeros on both sides into one reused buffer.
+
+    The buffer's border is zeroed once and only its interior is written afterwards. A negative
+    padding crops instead (the flipped-kernel input gradient needs that when ``p > d*(k-1)``)."""
+
+    def __init__(self, xp, shape, padding, dtype):
+        c, h, w = shape
+        (ph, pw) = padding
+        self.crop = (slice(max(-ph, 0), h - max(-ph, 0)), slice(max(-pw, 0), w - max(-pw, 0)))
+        self.trivial = ph <= 0 and pw <= 0  # no zeros to add: a view of the image does
+        if not self.trivial:
+            self.buf = xp.zeros((c, h + 2 * ph, w + 2 * pw), dtype=dtype)
+            ih, iw = h - 2 * max(-ph, 0), w - 2 * max(-pw, 0)
+            self.inner = (slice(None), slice(max(ph, 0), max(ph, 0) + ih),
+                          slice(max(pw, 0), max(pw, 0) + iw))
+
+    def __call__(self, img):
+        src = img[:, self.crop[0], self.crop[1]]
+        if self.trivial:
+            return src
+        self.buf[self.inner] = src
+        return self.buf
+
+
+def _column_bands(xp, x, kernel, stride, padding, dilation, out_hw):
+    """Yield ``(i, r0, r1, cols)`` for every image ``i`` and band ``[r0, r1)`` of output rows:
+    ``cols`` is the ``(C*kh*kw, (r1 - r0)*Wo)`` im2col matrix of that band (a reused buffer, or
+    the image itself for a 1x1 stride-1 unpadded kernel). Valid until the next iteration."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, _), (ho, wo) = kernel, stride, out_hw
+    k = c * kh * kw
+    if (kh, kw) == (1, 1) and stride == (1, 1) and padding == (0, 0):
+        for i in range(n):
+            yield i, 0, ho, x[i].reshape(c, h * w)
+        return
+    pad = _Padder(xp, (c, h, w), padding, x.dtype)
+    rows = _band_rows(xp, k, ho, wo, x.dtype.itemsize)
+    buf = xp.empty(k * rows * wo, dtype=x.dtype)
+    for i in range(n):
+        xpad = pad(x[i])
+        for r0, r1 in _bands(ho, rows):
+            cols = buf[: k * (r1 - r0) * wo].reshape(c, kh, kw, r1 - r0, wo)
+            xp.copyto(cols, windows(xp, xpad[:, r0 * sh:], kernel, stride, dilation,
+                                    (r1 - r0, wo)))
+            yield i, r0, r1, cols.reshape(k, (r1 - r0) * wo)
+
+
+def correlate(xp, x, w2, kernel, stride, padding, dilation, out):
+    """``out[i] = W2 @ im2col(pad(x[i]))``: the forward convolution (no bias).
+
+    x: (N, C, H, W); w2: (O, C*kh*kw) C-contiguous; out: (N, O, Ho, Wo) C-contiguous, written."""
+    n, o, ho, wo = out.shape
+    flat = out.reshape(n, o, ho * wo)
+    for i, r0, r1, cols in _column_bands(xp, x, kernel, stride, padding, dilation, (ho, wo)):
+        xp.matmul(w2, cols, out=flat[i, :, r0 * wo: r1 * wo])
+
+
+def weight_grad(xp, x, g, kernel, stride, padding, dilation):
+    """``dW2 = sum_i g[i] @ im2col(pad(x[i])).T`` as ``(O, C*kh*kw)``; g (N, O, Ho, Wo) contiguous."""
+    n, o, ho, wo = g.shape
+    k = x.shape[1] * kernel[0] * kernel[1]
+    gflat = g.reshape(n, o, ho * wo)
+    gw = xp.zeros((o, k), dtype=g.dtype)
+    part = xp.empty((o, k), dtype=g.dtype)
+    for i, r0, r1, cols in _column_bands(xp, x, kernel, stride, padding, dilation, (ho, wo)):
+        xp.matmul(gflat[i, :, r0 * wo: r1 * wo], cols.T, out=part)
+        gw += part
+    return gw
+
+
+def input_grad(xp, g, weight, x_shape, stride, padding, dilation):
+    """``dx`` (N, C, H, W) from ``g`` (N, O, Ho, Wo) C-contiguous and ``weight`` (O, C, kh, kw)."""
+    o, c, kh, kw = weight.shape
+    n, _, h, w = x_shape
+    (ph, pw), (dh, dw) = padding, dilation
+    dx = xp.empty(x_shape, dtype=g.dtype)
+    if stride == (1, 1):  # a correlation of g with the flipped, channel-swapped kernel
+        wflip = xp.ascontiguousarray(weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+        correlate(xp, g, wflip.reshape(c, o * kh * kw), (kh, kw), (1, 1),
+                  (dh * (kh - 1) - ph, dw * (kw - 1) - pw), dilation, dx)
+        return dx
+    # col2im: dcols = W2.T @ g[i][:, band], added back window by window
+    ho, wo = g.shape[2:]
+    k = c * kh * kw
+    w2t = weight.reshape(o, k).T
+    gflat = g.reshape(n, o, ho * wo)
+    dpad = xp.empty((c, h + 2 * ph, w + 2 * pw), dtype=g.dtype)
+    rows = _band_rows(xp, k, ho, wo, g.dtype.itemsize)
+    buf = xp.empty(k * rows * wo, dtype=g.dtype)
+    for i in range(n):
+        dpad.fill(0)
+        for r0, r1 in _bands(ho, rows):
+            dcols = buf[: k * (r1 - r0) * wo].reshape(k, (r1 - r0) * wo)
+            xp.matmul(w2t, gflat[i, :, r0 * wo: r1 * wo], out=dcols)
+            add_windows(dpad[:, r0 * stride[0]:], dcols.reshape(c, kh, kw, r1 - r0, wo),
+                        stride, dilation)
+        dx[i] = dpad[:, ph: ph + h, pw: pw + w]
+    return dx
