@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .autograd import Tensor
+from .autograd.functional import NonFiniteError
 from .backend import to_numpy, xp_for
 from .nn import load_npz, save_npz
 from .optim import SGD, MultiStepLR
@@ -209,7 +210,11 @@ def train(config: TrainConfig, resume: bool = False, dataset=None):
                 optimizer.lr = schedule(it)
                 loc_t, labels = build_targets(batch.boxes, batch.labels, priors,
                                               model.config.loss.iou_threshold, variances)
-                loc, conf = model(Tensor(xp.asarray(batch.images)))
+                try:
+                    loc, conf = model(Tensor(xp.asarray(batch.images)))
+                except NonFiniteError as exc:  # activations overflowed inside the network
+                    raise NonFiniteLossError(f"iteration {it}: {exc}; training stopped. "
+                                             + _last_good(ckpt_path)) from None
                 loss, loc_loss, conf_loss = multibox_loss(
                     loc, conf, xp.asarray(loc_t), xp.asarray(labels), model.config.loss)
                 value = loss.item()
