@@ -13,6 +13,10 @@ from .tensor import Tensor, as_tensor, unbroadcast
 #: Reject NaN/inf at the entrance of conv2d (one pass over the input; switch off for speed).
 CHECK_FINITE = True
 
+class NonFiniteError(ValueError):
+    """An op was given NaN or inf (raised at the entrance of conv2d and max_pool2d)."""
+
+
 # ------------------------------------------------------------------ activations
 
 
@@ -106,7 +110,7 @@ def _check_image_input(op, x):
     if x.ndim != 4:
         raise ValueError(f"{op}: input must be (N, C, H, W), got shape {x.shape}")
     if CHECK_FINITE and not bool(x.xp.isfinite(x.data).all()):
-        raise ValueError(f"{op}: input of shape {x.shape} contains NaN or inf")
+        raise NonFiniteError(f"{op}: input of shape {x.shape} contains NaN or inf")
 
 
 # -------------------------------------------------------------------- conv2d
