@@ -34,10 +34,6 @@ def exercise_name(source: str) -> str:
     return defs[0]
 
 
-def test_there_are_chapters():
-    assert NOTEBOOKS, "no notebooks in chapters/"
-
-
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_is_stored_without_outputs(notebook):
     nb = json.loads(notebook.read_text())
