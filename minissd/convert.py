@@ -479,7 +479,9 @@ def convert_state_dict(state, layout=None, config=None, *, seed=0, dtype=None, s
            f"minissd {config.name}" for ours, theirs, _ in mapping
            if tuple(out[ours].shape) != shapes[ours]]
     if bad:
-        raise ConversionError("shape mismatch: " + "; ".join(bad))
+        more = f"; ... and {len(bad) - 6} more" if len(bad) > 6 else ""
+        raise ConversionError(f"shape mismatch ({len(bad)} tensors): " + "; ".join(bad[:6])
+                              + more)
 
     used = {theirs for _, theirs, _ in mapping}
     ignored = sorted(k for k in state if layout == "torchvision-vgg16"

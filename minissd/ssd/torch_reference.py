@@ -41,6 +41,28 @@ SSD_PYTORCH_MBOX_300 = (4, 6, 6, 6, 4, 4)
 L2NORM_FORMS = ("ssd.pytorch", "caffe")
 
 
+def narrow_ssd300(num_classes=21, divisor=8, **overrides):
+    """SSD300's topology (300x300 input, the same six source maps, 8732 default boxes, the same
+    kernels, strides, pads, dilation and ceil-mode pool) with every channel count divided by
+    ``divisor``: the layer-by-layer parity tests run it in float64 in a fraction of a second.
+    ``overrides`` go to ``dataclasses.replace`` (e.g. ``priors=...``)."""
+    import dataclasses
+
+    from .extras import ExtraBlock
+    from .model import ssd300
+    from .vgg import VGG16
+
+    d = divisor
+    vgg = tuple(v if isinstance(v, str) else v // d for v in VGG16)
+    extras = (ExtraBlock(256 // d, 512 // d), ExtraBlock(128 // d, 256 // d),
+              ExtraBlock(128 // d, 256 // d, stride=1, padding=0),
+              ExtraBlock(128 // d, 256 // d, stride=1, padding=0))
+    options = dict(name=f"SSD300/{d}", vgg=vgg, fc6=(1024 // d, 6), fc7=1024 // d,
+                   extras=extras)
+    options.update(overrides)
+    return dataclasses.replace(ssd300(num_classes), **options)
+
+
 def _torch():
     try:
         import torch
