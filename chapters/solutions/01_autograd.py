@@ -2,10 +2,9 @@
 
 Each function has the name of an exercise in ``chapters/01_autograd.ipynb``; the chapter test
 replaces the exercise cell with this source, so a function may use only what the notebook has
-imported before it (``np``, ``Tensor``).
+imported before it (``Tensor``).
 """
 
-import numpy as np
 
 from minissd.autograd import Tensor
 
