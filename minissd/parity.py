@@ -43,7 +43,6 @@ import numpy as np
 from . import boxes as B
 from .autograd import no_grad
 from .convert import (
-    LAYOUTS,
     build_model,
     convert_state_dict,
     default_config,
@@ -505,8 +504,6 @@ def main(argv=None) -> int:
         torch_dtype = getattr(torch, args.dtype)
         if args.weights:
             state = read_state_dict(args.weights)
-            if args.layout not in LAYOUTS:
-                raise ValueError(args.layout)
             reference = reference_from_state_dict(state, args.layout, dtype=torch_dtype)
         elif args.layout == "ssd.pytorch":
             reference = TR.build_ssd_pytorch(seed=args.seed, dtype=torch_dtype)
