@@ -132,7 +132,7 @@ def correlate(xp, x, w2, kernel, stride, padding, dilation, out):
 
 
 def weight_grad(xp, x, g, kernel, stride, padding, dilation):
-    """``dW2 = sum_i g[i] @ im2col(pad(x[i])).T`` as ``(O, C*kh*kw)``; g (N, O, Ho, Wo) contiguous."""
+    """``dW2 = sum_i g[i] @ im2col(pad(x[i])).T``, (O, C*kh*kw); g: (N, O, Ho, Wo) contiguous."""
     n, o, ho, wo = g.shape
     k = x.shape[1] * kernel[0] * kernel[1]
     gflat = g.reshape(n, o, ho * wo)

@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minissd.autograd import Tensor
-from minissd.autograd import _conv_impl
+from minissd.autograd import Tensor, _conv_impl
 from minissd.autograd import functional as F
 
 torch = pytest.importorskip("torch", reason="PyTorch is the oracle here (pip install .[oracle])")
@@ -179,3 +178,26 @@ def test_no_input_gradient_when_not_required():
     x = Tensor(rng.standard_normal((1, 3, 5, 5)))
     F.conv2d(x, w, padding=1).backward(np.ones((1, 2, 5, 5)))
     assert x.grad is None and w.grad is not None
+
+
+# ---------------------------------------------------------------- benchmark
+
+
+def test_benchmark_script_runs(capsys):
+    """benchmarks/bench_conv.py on two small layers (timing table and one memory probe)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_conv.py"
+    spec = importlib.util.spec_from_file_location("bench_conv", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--quick", "--layers", "fc7,pool5", "--batch", "1", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line[:4] in ("fc7 ",
+                                                                                       "pool")}
+    assert set(rows) == {"fc7", "pool5"}
+    assert all(float(r[-2]) > 0 for r in rows.values())  # a positive ratio in every row
+    # fc7 at batch 1 allocates at least its output and the input and weight gradients
+    least = 4 * (1024 * 19 * 19 * 2 + 1024 * 1024)
+    assert bench.memory_in_subprocess("minissd", "conv", "fc7", 1, 1) >= least
