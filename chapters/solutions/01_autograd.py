@@ -5,7 +5,6 @@ replaces the exercise cell with this source, so a function may use only what the
 imported before it (``Tensor``).
 """
 
-
 from minissd.autograd import Tensor
 
 
