@@ -1,0 +1,181 @@
+"""SSD300 training step, minissd vs the same network in torch.nn, on the CPU.
+
+    python benchmarks/bench_ssd.py [--batch 8] [--steps 3] [--threads N] [--quick]
+
+What is timed: one training step of SSD300 (VOC, 21 classes, 8732 default boxes) in float32 on
+a batch of 300x300 inputs: forward through the whole network, a loss, backward to every
+parameter (no optimiser update). The loss is a fixed random linear functional of the outputs,
+``sum(loc * G_loc) + sum(conf * G_conf)`` with ``G`` drawn once from a seeded generator (the same
+in both frameworks), so backward starts from a dense random gradient as it would with the
+MultiBox loss, while the cost measured is the network's alone: the MultiBox loss (matching,
+hard-negative mining) is a different code path with no torch counterpart here. The torch model
+is ``minissd.ssd.torch_reference.build_ssd_pytorch`` (ssd.pytorch's layout) carrying exactly
+minissd's weights, so both compute the same function.
+
+Each framework runs in its own fresh subprocess (``--worker``), so that the peak memory of one
+cannot hide in the other's: peak resident set size from ``resource.getrusage(RUSAGE_SELF)
+.ru_maxrss`` (Linux: KiB). tracemalloc is not used because torch's CPU allocator bypasses it,
+so it would under-count torch. Besides the peak, the RSS after building the model (weights,
+libraries) is reported and "working memory" = peak minus that: activations saved for backward,
+gradients and workspace. Both workers get the same thread count (``torch.set_num_threads`` and
+the OpenMP / OpenBLAS / MKL / Numba thread variables). Times are the median over ``--steps``
+timed steps after one warm-up step (which also JIT-compiles minissd's Numba kernels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+SEED = 0
+
+
+def _rss_kib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _current_rss_kib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _data(batch):
+    from minissd.ssd.model import ssd300
+
+    config = ssd300(21)
+    rng = np.random.default_rng(SEED)
+    x = rng.uniform(-120, 130, (batch, 3, 300, 300)).astype(np.float32)
+    p = config.priors.num_priors
+    g_loc = rng.standard_normal((batch, p, 4)).astype(np.float32)
+    g_conf = rng.standard_normal((batch, p, config.num_classes)).astype(np.float32)
+    return config, x, g_loc, g_conf
+
+
+def worker_minissd(batch, steps):
+    from minissd.autograd import Tensor
+    from minissd.ssd.model import SSD
+
+    config, x, g_loc, g_conf = _data(batch)
+    model = SSD(config, seed=SEED)
+    model.train()
+    rss_model = _current_rss_kib()
+    times = []
+    for step in range(steps + 1):
+        model.zero_grad()
+        start = time.perf_counter()
+        loc, conf = model(x)
+        loss = (loc * Tensor(g_loc)).sum() + (conf * Tensor(g_conf)).sum()
+        loss.backward()
+        elapsed = time.perf_counter() - start
+        if step:  # step 0 warms up
+            times.append(elapsed)
+    grad_norm = float(np.sqrt(sum(float((p.grad.astype(np.float64) ** 2).sum())
+                                  for p in model.parameters())))
+    return dict(times=times, rss_model=rss_model, loss=float(loss.data), grad_norm=grad_norm)
+
+
+def worker_torch(batch, steps, threads):
+    import torch
+
+    from minissd.convert import _param_pairs
+    from minissd.ssd.model import SSD
+    from minissd.ssd.torch_reference import build_ssd_pytorch
+
+    torch.set_num_threads(threads)
+    config, x, g_loc, g_conf = _data(batch)
+    model = build_ssd_pytorch(config)
+    ours = SSD(config, seed=SEED)  # the same weights as the minissd worker
+    weights = ours.state_dict()
+    model.load_state_dict({theirs: torch.from_numpy(weights[name])
+                           for name, theirs in _param_pairs(ours, "ssd.pytorch")})
+    del ours, weights
+    model.train()
+    x, g_loc, g_conf = (torch.from_numpy(a) for a in (x, g_loc, g_conf))
+    rss_model = _current_rss_kib()
+    times = []
+    for step in range(steps + 1):
+        model.zero_grad(set_to_none=True)
+        start = time.perf_counter()
+        loc, conf = model(x)
+        loss = (loc * g_loc).sum() + (conf * g_conf).sum()
+        loss.backward()
+        elapsed = time.perf_counter() - start
+        if step:
+            times.append(elapsed)
+    grad_norm = float(torch.sqrt(sum((p.grad.double() ** 2).sum() for p in model.parameters())))
+    return dict(times=times, rss_model=rss_model, loss=float(loss), grad_norm=grad_norm)
+
+
+def run_worker(name, batch, steps, threads):
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "NUMBA_NUM_THREADS"):
+        env[var] = str(threads)
+    cmd = [sys.executable, __file__, "--worker", name, "--batch", str(batch), "--steps",
+           str(steps), "--threads", str(threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode:
+        raise RuntimeError(f"{name} worker failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--steps", type=int, default=3, help="timed steps per framework (median)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--quick", action="store_true", help="batch 2, 1 timed step (smoke test)")
+    p.add_argument("--worker", choices=("minissd", "torch"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.batch, args.steps = 2, 1
+    if args.worker:
+        if args.worker == "minissd":
+            result = worker_minissd(args.batch, args.steps)
+        else:
+            result = worker_torch(args.batch, args.steps, args.threads)
+        result["rss_peak"] = _rss_kib()
+        print(json.dumps(result))
+        return 0
+
+    print(f"SSD300 training step (forward + linear loss + backward), float32, batch "
+          f"{args.batch}, 300x300, {args.threads} threads, {args.steps} timed steps after 1 "
+          f"warm-up; load average before: {os.getloadavg()[0]:.2f}")
+    results = {}
+    for name in ("torch", "minissd"):
+        r = run_worker(name, args.batch, args.steps, args.threads)
+        results[name] = r
+        med = statistics.median(r["times"])
+        steps = ", ".join(f"{t:.2f}" for t in r["times"])
+        working = (r["rss_peak"] - r["rss_model"]) / 1024
+        print(f"{name:>8}: median {med:7.2f} s/step  (steps {steps}); peak RSS "
+              f"{r['rss_peak'] / 1024:7.0f} MiB, after model build {r['rss_model'] / 1024:6.0f} "
+              f"MiB, working {working:7.0f} MiB; loss {r['loss']:.6g}, |grad| "
+              f"{r['grad_norm']:.6g}")
+    t, m = results["torch"], results["minissd"]
+    time_ratio = statistics.median(m["times"]) / statistics.median(t["times"])
+    peak_ratio = m["rss_peak"] / t["rss_peak"]
+    work_ratio = (m["rss_peak"] - m["rss_model"]) / max(t["rss_peak"] - t["rss_model"], 1)
+    agree = abs(m["loss"] - t["loss"]) / max(abs(t["loss"]), 1e-30)
+    print(f"time ratio   minissd / torch: {time_ratio:5.2f}x  (target <= 1.5x)")
+    print(f"peak RSS     minissd / torch: {peak_ratio:5.2f}x  (target <= 1.5x)")
+    print(f"working mem  minissd / torch: {work_ratio:5.2f}x")
+    print(f"same function: relative loss difference {agree:.1e}, |grad| "
+          f"{m['grad_norm']:.6g} vs {t['grad_norm']:.6g}; load average after: "
+          f"{os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
