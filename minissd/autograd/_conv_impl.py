@@ -121,27 +121,107 @@ def _column_bands(xp, x, kernel, stride, padding, dilation, out_hw):
             yield i, r0, r1, cols.reshape(k, (r1 - r0) * wo)
 
 
-def correlate(xp, x, w2, kernel, stride, padding, dilation, out):
-    """``out[i] = W2 @ im2col(pad(x[i]))``: the forward convolution (no bias).
+def offset_ranges(size, out, kernel, stride, padding, dilation=1):
+    """For each kernel offset ``u`` along one axis: ``(u, outputs, inputs)``, the slice of output
+    positions ``y`` whose input cell ``y*stride + u*dilation - padding`` lies inside ``[0, size)``
+    and the (strided) slice of those input cells. Offsets that reach no input are left out."""
+    for u in range(kernel):
+        shift = u * dilation - padding
+        lo = max(0, -(shift // stride))  # ceil(-shift / stride)
+        hi = min(out, (size - 1 - shift) // stride + 1)
+        if lo < hi:
+            start = lo * stride + shift
+            yield u, slice(lo, hi), slice(start, start + (hi - lo - 1) * stride + 1, stride)
 
-    x: (N, C, H, W); w2: (O, C*kh*kw) C-contiguous; out: (N, O, Ho, Wo) C-contiguous, written."""
+
+def _taps(x_hw, out_hw, kernel, stride, padding, dilation):
+    """Every kernel offset ``(u, v)`` that reaches the input, with its output and input slices."""
+    rows, cols = (list(offset_ranges(*a)) for a in zip(x_hw, out_hw, kernel, stride, padding,
+                                                         dilation))
+    return [(u, v, ro, co, ri, ci) for u, ro, ri in rows for v, co, ci in cols]
+
+
+def padding_share(x_hw, out_hw, kernel, stride, padding, dilation):
+    """The share of the im2col matrix that is padding (zeros): 1/3 for fc6 (3x3 dilation 6,
+    padding 6 on 19x19), a few percent for 3x3 padding 1."""
+    taps = _taps(x_hw, out_hw, kernel, stride, padding, dilation)
+    used = sum((ro.stop - ro.start) * (co.stop - co.start) for _, _, ro, co, _, _ in taps)
+    return 1 - used / (kernel[0] * kernel[1] * out_hw[0] * out_hw[1])
+
+
+#: Above this share of zeros in im2col, convolve offset by offset instead (skipping the zeros).
+BY_OFFSET_PADDING_SHARE = 0.25
+
+
+def _by_offset(x, out_hw, kernel, stride, padding, dilation):
+    return padding_share(x.shape[2:], out_hw, kernel, stride, padding,
+                         dilation) > BY_OFFSET_PADDING_SHARE
+
+
+def _offset_blocks(xp, x, out_hw, kernel, stride, padding, dilation):
+    """Yield ``(i, u, v, ro, co, xs)`` for every image ``i`` and kernel offset ``(u, v)``: ``xs``
+    is the ``(C, rows*cols)`` block of input cells that offset meets over the outputs
+    ``[ro, co]`` (a reused buffer, valid until the next iteration)."""
+    n, c = x.shape[:2]
+    taps = _taps(x.shape[2:], out_hw, kernel, stride, padding, dilation)
+    buf = xp.empty(c * out_hw[0] * out_hw[1], dtype=x.dtype)
+    for i in range(n):
+        for u, v, ro, co, ri, ci in taps:
+            m = (ro.stop - ro.start) * (co.stop - co.start)
+            xs = buf[: c * m].reshape(c, ro.stop - ro.start, co.stop - co.start)
+            xp.copyto(xs, x[i][:, ri, ci])
+            yield i, u, v, ro, co, xs.reshape(c, m)
+
+
+def correlate(xp, x, weight, stride, padding, dilation, out):
+    """The forward convolution without bias, written into ``out``.
+
+    x: (N, C, H, W); weight: (O, C, kh, kw); out: (N, O, Ho, Wo) C-contiguous.
+    im2col: ``out[i][:, band] = W2 @ cols``. By offset (when im2col would be mostly padding):
+    ``out[i][:, ro, co] += W[:, :, u, v] @ xs`` for each offset, zeros never multiplied."""
     n, o, ho, wo = out.shape
+    kernel = weight.shape[2:]
+    if _by_offset(x, (ho, wo), kernel, stride, padding, dilation):
+        wk = xp.ascontiguousarray(weight.transpose(2, 3, 0, 1))  # (kh, kw, O, C)
+        part = xp.empty(o * ho * wo, dtype=out.dtype)
+        out.fill(0)
+        for i, u, v, ro, co, xs in _offset_blocks(xp, x, (ho, wo), kernel, stride, padding,
+                                                  dilation):
+            res = part[: o * xs.shape[1]].reshape(o, xs.shape[1])
+            xp.matmul(wk[u, v], xs, out=res)
+            out[i][:, ro, co] += res.reshape(o, ro.stop - ro.start, co.stop - co.start)
+        return
+    w2 = xp.ascontiguousarray(weight).reshape(o, -1)  # (O, C*kh*kw)
     flat = out.reshape(n, o, ho * wo)
     for i, r0, r1, cols in _column_bands(xp, x, kernel, stride, padding, dilation, (ho, wo)):
         xp.matmul(w2, cols, out=flat[i, :, r0 * wo: r1 * wo])
 
 
 def weight_grad(xp, x, g, kernel, stride, padding, dilation):
-    """``dW2 = sum_i g[i] @ im2col(pad(x[i])).T``, (O, C*kh*kw); g: (N, O, Ho, Wo) contiguous."""
+    """``dW`` (O, C, kh, kw) from x (N, C, H, W) and g (N, O, Ho, Wo) C-contiguous:
+    ``dW2 = sum_i g[i] @ cols[i].T`` band by band, or by offset
+    ``dW[:, :, u, v] = sum_i g[i][:, ro, co] @ xs.T``."""
     n, o, ho, wo = g.shape
-    k = x.shape[1] * kernel[0] * kernel[1]
+    c = x.shape[1]
+    if _by_offset(x, (ho, wo), kernel, stride, padding, dilation):
+        gw = xp.zeros((kernel[0], kernel[1], o, c), dtype=g.dtype)
+        part = xp.empty((o, c), dtype=g.dtype)
+        gbuf = xp.empty(o * ho * wo, dtype=g.dtype)
+        for i, u, v, ro, co, xs in _offset_blocks(xp, x, (ho, wo), kernel, stride, padding,
+                                                  dilation):
+            gs = gbuf[: o * xs.shape[1]].reshape(o, ro.stop - ro.start, co.stop - co.start)
+            xp.copyto(gs, g[i][:, ro, co])
+            xp.matmul(gs.reshape(o, xs.shape[1]), xs.T, out=part)
+            gw[u, v] += part
+        return xp.ascontiguousarray(gw.transpose(2, 3, 0, 1))
+    k = c * kernel[0] * kernel[1]
     gflat = g.reshape(n, o, ho * wo)
     gw = xp.zeros((o, k), dtype=g.dtype)
     part = xp.empty((o, k), dtype=g.dtype)
     for i, r0, r1, cols in _column_bands(xp, x, kernel, stride, padding, dilation, (ho, wo)):
         xp.matmul(gflat[i, :, r0 * wo: r1 * wo], cols.T, out=part)
         gw += part
-    return gw
+    return gw.reshape(o, c, *kernel)
 
 
 def input_grad(xp, g, weight, x_shape, stride, padding, dilation):
@@ -151,9 +231,8 @@ def input_grad(xp, g, weight, x_shape, stride, padding, dilation):
     (ph, pw), (dh, dw) = padding, dilation
     dx = xp.empty(x_shape, dtype=g.dtype)
     if stride == (1, 1):  # a correlation of g with the flipped, channel-swapped kernel
-        wflip = xp.ascontiguousarray(weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
-        correlate(xp, g, wflip.reshape(c, o * kh * kw), (kh, kw), (1, 1),
-                  (dh * (kh - 1) - ph, dw * (kw - 1) - pw), dilation, dx)
+        wflip = weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
+        correlate(xp, g, wflip, (1, 1), (dh * (kh - 1) - ph, dw * (kw - 1) - pw), dilation, dx)
         return dx
     # col2im: dcols = W2.T @ g[i][:, band], added back window by window
     ho, wo = g.shape[2:]

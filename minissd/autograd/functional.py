@@ -166,9 +166,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
                          f"padding {padding}, dilation {dilation}")
     o = weight.shape[0]
     xdata = xp.ascontiguousarray(x.data)
-    w2 = xp.ascontiguousarray(weight.data).reshape(o, -1)  # (O, C*kh*kw)
     out = xp.empty((n, o, *out_hw), dtype=x.dtype)
-    _conv.correlate(xp, xdata, w2, kernel, stride, padding, dilation, out)
+    _conv.correlate(xp, xdata, weight.data, stride, padding, dilation, out)
     if bias is not None:
         out += bias.data[:, None, None]
 
@@ -177,7 +176,6 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
         gx = gw = None
         if weight.requires_grad:
             gw = _conv.weight_grad(xp, xdata, g, kernel, stride, padding, dilation)
-            gw = gw.reshape(weight.shape)
         if x.requires_grad:
             gx = _conv.input_grad(xp, g, weight.data, x.shape, stride, padding, dilation)
         if bias is None:
@@ -200,18 +198,6 @@ def pool_output_size(size, kernel, stride, padding, ceil_mode):
     if ceil_mode and (out - 1) * stride >= size + padding:
         out -= 1
     return out
-
-
-def _pool_offsets(size, out, kernel, stride, padding):
-    """For each kernel offset ``u``: the outputs ``[lo, hi)`` whose cell ``y*stride + u - padding``
-    lies inside the input, and that input slice. Cells outside count as -inf, so they are
-    skipped rather than padded."""
-    for u in range(kernel):
-        lo = max(0, -((u - padding) // stride))  # ceil((padding - u) / stride)
-        hi = min(out, (size - 1 + padding - u) // stride + 1)
-        if lo < hi:
-            start = lo * stride + u - padding
-            yield u, slice(lo, hi), slice(start, start + (hi - lo - 1) * stride + 1, stride)
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
@@ -247,9 +233,11 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
                    for size, k, s, p in zip((h, w), kernel, stride, padding))
     if min(out_hw) < 1:
         raise ValueError(f"max_pool2d: input {x.shape} is too small for kernel {kernel}")
+    # per offset: the outputs whose cell lies inside the input, and those cells (cells outside
+    # count as -inf, so they are skipped rather than padded)
     offsets = [(ro, ri, co, ci)
-               for _, ro, ri in _pool_offsets(h, out_hw[0], kernel[0], stride[0], padding[0])
-               for _, co, ci in _pool_offsets(w, out_hw[1], kernel[1], stride[1], padding[1])]
+               for _, ro, ri in _conv.offset_ranges(h, out_hw[0], kernel[0], stride[0], padding[0])
+               for _, co, ci in _conv.offset_ranges(w, out_hw[1], kernel[1], stride[1], padding[1])]
     xd = x.data
     out = xp.full((n, c, *out_hw), -np.inf, dtype=x.dtype)
     for ro, ri, co, ci in offsets:

@@ -87,16 +87,18 @@ def conv_case(draw):
                 dilation=dilation, bias=draw(st.booleans()))
 
 
-@given(case=conv_case(), seed=seeds, band_bytes=st.sampled_from([1, 256, 1 << 20]))
-def test_conv2d_matches_torch(case, seed, band_bytes):
-    """``band_bytes`` shrinks the im2col band so that images split into 1-row and few-row bands
-    (the band loop is otherwise only exercised by large layers)."""
-    old = _conv_impl.CPU_BAND_BYTES
-    _conv_impl.CPU_BAND_BYTES = band_bytes
+@given(case=conv_case(), seed=seeds, band_bytes=st.sampled_from([1, 256, 1 << 20]),
+       by_offset=st.sampled_from([-1.0, _conv_impl.BY_OFFSET_PADDING_SHARE, 2.0]))
+def test_conv2d_matches_torch(case, seed, band_bytes, by_offset):
+    """Both algorithms on every case: ``by_offset`` -1 forces offset-by-offset, 2 forces im2col,
+    the default picks by padding share. ``band_bytes`` shrinks the im2col band so that images
+    split into 1-row and few-row bands (otherwise only large layers have several bands)."""
+    old = _conv_impl.CPU_BAND_BYTES, _conv_impl.BY_OFFSET_PADDING_SHARE
+    _conv_impl.CPU_BAND_BYTES, _conv_impl.BY_OFFSET_PADDING_SHARE = band_bytes, by_offset
     try:
         check_conv(np.random.default_rng(seed), **case)
     finally:
-        _conv_impl.CPU_BAND_BYTES = old
+        _conv_impl.CPU_BAND_BYTES, _conv_impl.BY_OFFSET_PADDING_SHARE = old
 
 
 @st.composite
@@ -125,6 +127,12 @@ def test_max_pool2d_matches_torch(case, seed):
     ("extras conv10_2: 3x3 no padding, 3 -> 1", 6, 5, 3, 3, 0, 1, 1),
 ])
 def test_ssd_convs(name, c, o, hw, k, padding, dilation, stride):
+    ho = (hw + 2 * padding - dilation * (k - 1) - 1) // stride + 1
+    share = _conv_impl.padding_share((hw, hw), (ho, ho), (k, k), (stride,) * 2, (padding,) * 2,
+                                     (dilation,) * 2)
+    if name.startswith("fc6"):  # a third of fc6's im2col is padding: it goes offset by offset
+        assert share == pytest.approx(1 - (45 / 57) ** 2)
+        assert share > _conv_impl.BY_OFFSET_PADDING_SHARE
     check_conv(np.random.default_rng(0), 2, c, o, hw, hw, (k, k), stride, padding, dilation,
                bias=True)
 
