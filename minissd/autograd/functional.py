@@ -134,8 +134,12 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
         forward   out[i] = W2 @ cols[i] (+ bias)
         backward  dW2    = sum_i g[i] @ cols[i].T
                   dx     = conv2d(g, W flipped in space, in/out swapped, padding d(k-1)-p)
-                           (stride 1), or col2im(W2.T @ g[i]) (stride > 1)
+                           (stride 1, O <= C), else col2im(W2.T @ g[i])
                   db     = sum of g over N, Ho, Wo
+
+    When a third or so of ``cols`` would be padding zeros (SSD's fc6), the same sums run
+    offset by offset instead, ``out[i][:, valid] += W[:, :, u, v] @ x[i][:, shifted]``, so the
+    zeros are never multiplied.
     """
     x, weight = as_tensor(x), as_tensor(weight)
     _check_image_input("conv2d", x)

@@ -88,17 +88,22 @@ def conv_case(draw):
 
 
 @given(case=conv_case(), seed=seeds, band_bytes=st.sampled_from([1, 256, 1 << 20]),
-       by_offset=st.sampled_from([-1.0, _conv_impl.BY_OFFSET_PADDING_SHARE, 2.0]))
-def test_conv2d_matches_torch(case, seed, band_bytes, by_offset):
-    """Both algorithms on every case: ``by_offset`` -1 forces offset-by-offset, 2 forces im2col,
-    the default picks by padding share. ``band_bytes`` shrinks the im2col band so that images
-    split into 1-row and few-row bands (otherwise only large layers have several bands)."""
-    old = _conv_impl.CPU_BAND_BYTES, _conv_impl.BY_OFFSET_PADDING_SHARE
-    _conv_impl.CPU_BAND_BYTES, _conv_impl.BY_OFFSET_PADDING_SHARE = band_bytes, by_offset
+       by_offset=st.sampled_from([-1.0, _conv_impl.BY_OFFSET_PADDING_SHARE, 2.0]),
+       flip_ratio=st.sampled_from([0, 1, 100]))
+def test_conv2d_matches_torch(case, seed, band_bytes, by_offset, flip_ratio):
+    """Every algorithm on every case: ``by_offset`` -1 forces offset-by-offset, 2 forces im2col,
+    the default picks by padding share; ``flip_ratio`` 0 forces col2im for the input gradient,
+    100 the flipped kernel when the stride is 1. ``band_bytes`` shrinks the im2col band so that
+    images split into 1-row and few-row bands (otherwise only large layers have several)."""
+    names = "CPU_BAND_BYTES", "BY_OFFSET_PADDING_SHARE", "FLIP_MAX_CHANNEL_RATIO"
+    old = [getattr(_conv_impl, a) for a in names]
+    for a, v in zip(names, (band_bytes, by_offset, flip_ratio)):
+        setattr(_conv_impl, a, v)
     try:
         check_conv(np.random.default_rng(seed), **case)
     finally:
-        _conv_impl.CPU_BAND_BYTES, _conv_impl.BY_OFFSET_PADDING_SHARE = old
+        for a, v in zip(names, old):
+            setattr(_conv_impl, a, v)
 
 
 @st.composite
