@@ -35,9 +35,9 @@ Offset by offset, for convolutions whose im2col matrix would be largely padding 
 3x3 dilation 6 padding 6 on 19x19: a third of it): for each kernel offset ``(u, v)`` only the
 outputs ``[ro, co]`` whose input cell exists take part, so no zero is multiplied::
 
-    xs = x[i][:, rows hit by u, cols hit by v]          (C, m)   one copy of a strided block
-    out[i][:, ro, co] += W[:, :, u, v] @ xs              (O, C) @ (C, m)
-    dW[:, :, u, v]    += g[i][:, ro, co] @ xs.T
+    xs = x[:, :, rows hit by u, cols hit by v]         (C, N*m)  one copy of a strided block
+    out[:, :, ro, co] += W[:, :, u, v] @ xs              (O, C) @ (C, N*m)
+    dW[:, :, u, v]     = g[:, :, ro, co] @ xs.T
 
 (and the stride-1 input gradient, being a correlation with the same padding pattern, follows).
 For 3x3 padding 1 layers the saving is a few percent and the per-offset adds of ``out`` cost
@@ -172,18 +172,18 @@ def _by_offset(x, out_hw, kernel, stride, padding, dilation):
 
 
 def _offset_blocks(xp, x, out_hw, kernel, stride, padding, dilation):
-    """Yield ``(i, u, v, ro, co, xs)`` for every image ``i`` and kernel offset ``(u, v)``: ``xs``
-    is the ``(C, rows*cols)`` block of input cells that offset meets over the outputs
-    ``[ro, co]`` (a reused buffer, valid until the next iteration)."""
+    """Yield ``(u, v, ro, co, xs)`` for every kernel offset ``(u, v)``: ``xs`` is the
+    ``(C, N*rows*cols)`` block of input cells that offset meets over the outputs ``[ro, co]``
+    of all images (one GEMM per offset for the whole batch; a reused buffer the size of ``x``,
+    valid until the next iteration)."""
     n, c = x.shape[:2]
     taps = _taps(x.shape[2:], out_hw, kernel, stride, padding, dilation)
-    buf = xp.empty(c * out_hw[0] * out_hw[1], dtype=x.dtype)
-    for i in range(n):
-        for u, v, ro, co, ri, ci in taps:
-            m = (ro.stop - ro.start) * (co.stop - co.start)
-            xs = buf[: c * m].reshape(c, ro.stop - ro.start, co.stop - co.start)
-            xp.copyto(xs, x[i][:, ri, ci])
-            yield i, u, v, ro, co, xs.reshape(c, m)
+    buf = xp.empty(c * n * out_hw[0] * out_hw[1], dtype=x.dtype)
+    for u, v, ro, co, ri, ci in taps:
+        block = (c, n, ro.stop - ro.start, co.stop - co.start)
+        xs = buf[: c * n * block[2] * block[3]].reshape(block)
+        xp.copyto(xs, x[:, :, ri, ci].transpose(1, 0, 2, 3))
+        yield u, v, ro, co, xs.reshape(c, -1)
 
 
 def correlate(xp, x, weight, stride, padding, dilation, out):
@@ -191,18 +191,19 @@ def correlate(xp, x, weight, stride, padding, dilation, out):
 
     x: (N, C, H, W); weight: (O, C, kh, kw); out: (N, O, Ho, Wo) C-contiguous.
     im2col: ``out[i][:, band] = W2 @ cols``. By offset (when im2col would be mostly padding):
-    ``out[i][:, ro, co] += W[:, :, u, v] @ xs`` for each offset, zeros never multiplied."""
+    ``out[:, :, ro, co] += W[:, :, u, v] @ xs`` for each offset, zeros never multiplied."""
     n, o, ho, wo = out.shape
     kernel = weight.shape[2:]
     if _by_offset(x, (ho, wo), kernel, stride, padding, dilation):
         wk = xp.ascontiguousarray(weight.transpose(2, 3, 0, 1))  # (kh, kw, O, C)
-        part = xp.empty(o * ho * wo, dtype=out.dtype)
+        part = xp.empty(out.size, dtype=out.dtype)
         out.fill(0)
-        for i, u, v, ro, co, xs in _offset_blocks(xp, x, (ho, wo), kernel, stride, padding,
-                                                  dilation):
+        for u, v, ro, co, xs in _offset_blocks(xp, x, (ho, wo), kernel, stride, padding,
+                                               dilation):
             res = part[: o * xs.shape[1]].reshape(o, xs.shape[1])
             xp.matmul(wk[u, v], xs, out=res)
-            out[i][:, ro, co] += res.reshape(o, ro.stop - ro.start, co.stop - co.start)
+            out[:, :, ro, co] += res.reshape(o, n, ro.stop - ro.start,
+                                             co.stop - co.start).transpose(1, 0, 2, 3)
         return
     w2 = xp.ascontiguousarray(weight).reshape(o, -1)  # (O, C*kh*kw)
     flat = out.reshape(n, o, ho * wo)
@@ -213,17 +214,17 @@ def correlate(xp, x, weight, stride, padding, dilation, out):
 def weight_grad(xp, x, g, kernel, stride, padding, dilation):
     """``dW`` (O, C, kh, kw) from x (N, C, H, W) and g (N, O, Ho, Wo) C-contiguous:
     ``dW2 = sum_i g[i] @ cols[i].T`` band by band, or by offset
-    ``dW[:, :, u, v] = sum_i g[i][:, ro, co] @ xs.T``."""
+    ``dW[:, :, u, v] = g[:, :, ro, co] @ xs.T`` (images side by side in both)."""
     n, o, ho, wo = g.shape
     c = x.shape[1]
     if _by_offset(x, (ho, wo), kernel, stride, padding, dilation):
         gw = xp.zeros((kernel[0], kernel[1], o, c), dtype=g.dtype)
         part = xp.empty((o, c), dtype=g.dtype)
-        gbuf = xp.empty(o * ho * wo, dtype=g.dtype)
-        for i, u, v, ro, co, xs in _offset_blocks(xp, x, (ho, wo), kernel, stride, padding,
-                                                  dilation):
-            gs = gbuf[: o * xs.shape[1]].reshape(o, ro.stop - ro.start, co.stop - co.start)
-            xp.copyto(gs, g[i][:, ro, co])
+        gbuf = xp.empty(g.size, dtype=g.dtype)
+        for u, v, ro, co, xs in _offset_blocks(xp, x, (ho, wo), kernel, stride, padding,
+                                               dilation):
+            gs = gbuf[: o * xs.shape[1]].reshape(o, n, ro.stop - ro.start, co.stop - co.start)
+            xp.copyto(gs, g[:, :, ro, co].transpose(1, 0, 2, 3))
             xp.matmul(gs.reshape(o, xs.shape[1]), xs.T, out=part)
             gw[u, v] += part
         return xp.ascontiguousarray(gw.transpose(2, 3, 0, 1))
