@@ -1,5 +1,9 @@
-"""Pictures people look at: boxes on images, loss curves. Matplotlib with the Agg backend (works
-without a screen); every function saves a PNG and returns its path."""
+"""Pictures people look at: boxes on images, loss curves.
+
+Figures are drawn on their own Agg canvas (``matplotlib.figure.Figure``), never through pyplot,
+so they work without a screen and leave the caller's pyplot backend alone (a notebook keeps its
+inline figures). Every function saves a PNG and returns its path (or returns the figure).
+"""
 
 from __future__ import annotations
 
@@ -8,34 +12,44 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
-    import matplotlib
+def _figure(figsize, dpi=100):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
 
-    return plt
+
+def _save(fig, path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
 
 
 def draw_detections(image, boxes, labels, scores=None, class_names=None, path=None, title=None,
                     gt_boxes=None, score_threshold=0.0):
     """Draw corner boxes ``(D, 4)`` in pixels on an ``(H, W, 3)`` uint8 image; ground truth, when
     given, in dashed white. Returns the figure's path (or the figure when ``path`` is None)."""
-    plt = _pyplot()
+    from matplotlib import colormaps
+    from matplotlib.patches import Rectangle
+
     image = np.asarray(image)
     h, w = image.shape[:2]
-    fig, ax = plt.subplots(figsize=(max(3.0, w / 100), max(3.0, h / 100)), dpi=100)
+    fig = _figure((max(3.0, w / 100), max(3.0, h / 100)))
+    ax = fig.add_subplot()
     ax.imshow(image)
-    cmap = plt.get_cmap("tab20")
+    cmap = colormaps["tab20"]
     for b in [] if gt_boxes is None else np.asarray(gt_boxes):
-        ax.add_patch(plt.Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False,
+        ax.add_patch(Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False,
                                    edgecolor="white", linestyle="--", linewidth=1.2))
     for i, (b, lab) in enumerate(zip(np.asarray(boxes), np.asarray(labels))):
         s = None if scores is None else float(scores[i])
         if s is not None and s < score_threshold:
             continue
         colour = cmap(int(lab) % 20)
-        ax.add_patch(plt.Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False,
+        ax.add_patch(Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False,
                                    edgecolor=colour, linewidth=2))
         name = class_names[int(lab)] if class_names is not None else str(int(lab))
         text = name if s is None else f"{name} {s:.2f}"
@@ -47,19 +61,13 @@ def draw_detections(image, boxes, labels, scores=None, class_names=None, path=No
     if title:
         ax.set_title(title, fontsize=8)
     fig.tight_layout()
-    if path is None:
-        return fig
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig if path is None else _save(fig, path)
 
 
 def plot_loss_curves(iterations, series: dict, path, title="training loss", smooth=0):
     """Plot named loss series against iterations (optionally a running mean over ``smooth``)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig = _figure((6, 4))
+    ax = fig.add_subplot()
     it = np.asarray(iterations)
     for name, values in series.items():
         v = np.asarray(values, dtype=np.float64)
@@ -75,8 +83,4 @@ def plot_loss_curves(iterations, series: dict, path, title="training loss", smoo
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
