@@ -4,7 +4,7 @@ Layout (one image at a time, NCHW throughout)::
 
     x[i]     (C, H, W)          --pad-->   xpad (C, Hp, Wp)   a reused buffer, zero border
     cols     (C*kh*kw, r*Wo)    one band of r output rows, built by ONE copy of a strided
-                                view of xpad (``_windows``); row (c, u, v) of cols holds
+                                view of xpad (``windows``); row (c, u, v) of cols holds
                                 xpad[c, y*sh + u*dh, x*sw + v*dw] for the band's (y, x)
     out[i]   (O, Ho*Wo)         out[i][:, band] = W2 @ cols,   W2 = weight.reshape(O, C*kh*kw)
 
@@ -29,7 +29,7 @@ Backward, with ``g = dL/dout``:
 * ``dx``, stride > 1 (no such shortcut without wasting GEMM work on inserted zeros), or more
   output than input channels (the columns of ``g`` would be bigger than those of ``x``): the
   transpose of im2col. ``dcols = W2.T @ g[i][:, band]``, then ``col2im``: ``kh*kw`` strided adds
-  of the band's columns onto a zeroed padded buffer (``_add_windows``), cropped into ``dx[i]``.
+  of the band's columns onto a zeroed padded buffer (``add_windows``), cropped into ``dx[i]``.
 
 Offset by offset, for convolutions whose im2col matrix would be largely padding zeros (SSD's fc6,
 3x3 dilation 6 padding 6 on 19x19: a third of it): for each kernel offset ``(u, v)`` only the
@@ -39,7 +39,8 @@ outputs ``[ro, co]`` whose input cell exists take part, so no zero is multiplied
     out[:, :, ro, co] += W[:, :, u, v] @ xs              (O, C) @ (C, N*m)
     dW[:, :, u, v]     = g[:, :, ro, co] @ xs.T
 
-(and the stride-1 input gradient, being a correlation with the same padding pattern, follows).
+(the flipped-kernel input gradient, a correlation with the same padding pattern, follows; fc6
+has O > C, so its input gradient goes through col2im and still multiplies the zeros).
 For 3x3 padding 1 layers the saving is a few percent and the per-offset adds of ``out`` cost
 more than that when C <= 256 (measured), so they use im2col.
 
