@@ -312,3 +312,17 @@ def test_bad_size_is_a_clear_error(size):
         SSDTransformEval(size)
     with pytest.raises(ValueError, match="size: expected a positive int"):
         SSDAugmentation(size)
+
+
+@given(
+    patch=st.tuples(*[st.floats(-5, 60, allow_nan=False)] * 4),
+    boxes=st.lists(st.tuples(*[st.floats(-5, 60, allow_nan=False)] * 4), max_size=6),
+)
+def test_crop_jaccard_equals_the_reference_iou(patch, boxes):
+    """The crop sampler's fast one-patch IoU is the project's reference formula."""
+    from minissd.boxes import iou_reference
+    from minissd.data.transforms import jaccard
+
+    b = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    expected = iou_reference(np.array([patch]), b)[0]
+    np.testing.assert_allclose(jaccard(np.array(patch), b), expected, rtol=1e-12, atol=0)
