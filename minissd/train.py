@@ -30,7 +30,7 @@ from .autograd import Tensor
 from .autograd.functional import NonFiniteError
 from .backend import to_numpy, xp_for
 from .nn import load_npz, save_npz
-from .optim import SGD, MultiStepLR
+from .optim import SGD, Adam, MultiStepLR
 from .ssd.model import SSD, ssd300, ssd512, ssd_small
 from .ssd.multibox_loss import build_targets, multibox_loss
 
@@ -55,6 +55,7 @@ class TrainConfig:
     model: str = "ssd300"  # "small", "ssd300", "ssd512"
     iterations: int = 120_000
     batch_size: int = 32
+    optimizer: str = "sgd"  # the paper's; "adam" for the small model trained from scratch
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -90,6 +91,16 @@ def build_model(config: TrainConfig, num_classes: int) -> SSD:
     if config.model not in MODELS:
         raise ValueError(f"model must be one of {sorted(MODELS)}, got {config.model!r}")
     return SSD(MODELS[config.model](num_classes + 1, **config.extra), seed=config.seed)
+
+
+def build_optimizer(config: TrainConfig, model):
+    common = dict(lr=config.lr, weight_decay=config.weight_decay,
+                  decay_biases=config.decay_biases)
+    if config.optimizer == "sgd":
+        return SGD(model.named_parameters(), momentum=config.momentum, **common)
+    if config.optimizer == "adam":
+        return Adam(model.named_parameters(), **common)
+    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {config.optimizer!r}")
 
 
 def load_dataset(config: TrainConfig, split: str):
@@ -179,8 +190,7 @@ def train(config: TrainConfig, resume: bool = False, dataset=None):
         model.load_state_dict(load_npz(config.init_weights), strict=False)
     xp = xp_for(config.device)
     model.to(config.device)
-    optimizer = SGD(model.named_parameters(), lr=config.lr, momentum=config.momentum,
-                    weight_decay=config.weight_decay, decay_biases=config.decay_biases)
+    optimizer = build_optimizer(config, model)
     if resume:
         model.load_state_dict(model_state)
         optimizer.load_state_dict(optim_state)

@@ -167,3 +167,40 @@ def test_tiny_conv_net_learns_a_toy_task():
     last, logits = loss_fn()
     assert last.item() < 0.2 * first.item()
     assert (logits.data.argmax(1) == labels).mean() == 1.0
+
+
+def test_adam_matches_torch():
+    torch = pytest.importorskip("torch", reason="PyTorch is the oracle for Adam")
+    from minissd.optim import Adam
+
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal((3, 4))
+    p = nn.Parameter(w0.copy())
+    opt = Adam([("w", p)], lr=0.01, weight_decay=0.1)
+    tp = torch.nn.Parameter(torch.tensor(w0))
+    topt = torch.optim.Adam([tp], lr=0.01, weight_decay=0.1)
+    for _ in range(5):
+        g = rng.standard_normal((3, 4))
+        p.grad = g.copy()
+        opt.step()
+        tp.grad = torch.tensor(g)
+        topt.step()
+        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_adam_state_roundtrip_continues_identically():
+    from minissd.optim import Adam
+
+    def run(split):
+        p = nn.Parameter(np.ones(3))
+        opt = Adam([("w", p)], lr=0.1)
+        for step in range(4):
+            if step == split:
+                state = opt.state_dict()
+                opt = Adam([("w", p)], lr=0.5)
+                opt.load_state_dict(state)
+            p.grad = np.array([1.0, -2.0, 0.5]) * (step + 1)
+            opt.step()
+        return p.data
+
+    np.testing.assert_array_equal(run(split=2), run(split=99))
