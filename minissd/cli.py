@@ -25,7 +25,7 @@ class DemoConfig:
     train_images: int = 1000
     test_images: int = 200
     image_size: int = 128
-    iterations: int = 700
+    iterations: int = 650
     batch_size: int = 16
     lr: float = 1e-3
     warmup_iters: int = 50
