@@ -11,7 +11,37 @@ from .autograd import no_grad
 from .backend import device_of, get_array_module, to_device, to_numpy
 
 
-class SGD:
+class Optimizer:
+    """What SGD and Adam share: named parameters, which of them take weight decay, and the
+    gradient each step uses (``grad + weight_decay * w``)."""
+
+    def __init__(self, params, lr, weight_decay, decay_biases, who):
+        params = list(params)
+        named = [p if isinstance(p, tuple) else (str(i), p) for i, p in enumerate(params)]
+        if not named:
+            raise ValueError(f"{who}: got an empty parameter list")
+        self.names = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        self.lr, self.weight_decay = lr, weight_decay
+        # biases: a name ending in "bias", or a 1-D parameter
+        self.decay = [decay_biases or not (n.endswith("bias") or p.ndim == 1) for n, p in named]
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+    def _gradients(self):
+        """``(index, parameter, gradient with weight decay)`` of every parameter with a grad."""
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            g = p.grad
+            if self.weight_decay and self.decay[i]:
+                g = g + self.weight_decay * p.data
+            yield i, p, g
+
+
+class SGD(Optimizer):
     """Stochastic gradient descent with momentum (PyTorch's form)::
 
         g = grad + weight_decay * w        (no decay on biases when decay_biases=False)
@@ -26,25 +56,13 @@ class SGD:
     """
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, decay_biases=True):
-        named = _named(params, "SGD")
-        self.names = [n for n, _ in named]
-        self.params = [p for _, p in named]
-        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
-        self.decay = [decay_biases or not _is_bias(n, p) for n, p in named]
+        super().__init__(params, lr, weight_decay, decay_biases, "SGD")
+        self.momentum = momentum
         self.velocity = [None] * len(self.params)
-
-    def zero_grad(self):
-        for p in self.params:
-            p.grad = None
 
     def step(self):
         with no_grad():
-            for i, p in enumerate(self.params):
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if self.weight_decay and self.decay[i]:
-                    g = g + self.weight_decay * p.data
+            for i, p, g in self._gradients():
                 if self.momentum:
                     v = self.velocity[i]
                     self.velocity[i] = g.copy() if v is None else self.momentum * v + g
@@ -69,7 +87,7 @@ class SGD:
             self.velocity[i] = None if v is None else to_device(v, device)
 
 
-class Adam:
+class Adam(Optimizer):
     """Adam (Kingma & Ba), as ``torch.optim.Adam`` (L2 weight decay added to the gradient)::
 
         g = grad + weight_decay * w
@@ -83,30 +101,18 @@ class Adam:
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  decay_biases=True):
-        named = _named(params, "Adam")
-        self.names = [n for n, _ in named]
-        self.params = [p for _, p in named]
-        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
-        self.decay = [decay_biases or not _is_bias(n, p) for n, p in named]
+        super().__init__(params, lr, weight_decay, decay_biases, "Adam")
+        self.betas, self.eps = betas, eps
         self.steps = 0
         self.m = [None] * len(self.params)
         self.v = [None] * len(self.params)
-
-    def zero_grad(self):
-        for p in self.params:
-            p.grad = None
 
     def step(self):
         self.steps += 1
         b1, b2 = self.betas
         correction1, correction2 = 1 - b1 ** self.steps, 1 - b2 ** self.steps
         with no_grad():
-            for i, p in enumerate(self.params):
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if self.weight_decay and self.decay[i]:
-                    g = g + self.weight_decay * p.data
+            for i, p, g in self._gradients():
                 xp = get_array_module(g)
                 if self.m[i] is None:
                     self.m[i], self.v[i] = xp.zeros_like(p.data), xp.zeros_like(p.data)
@@ -135,18 +141,6 @@ class Adam:
 
 
 OPTIMISERS = {"sgd": SGD, "adam": Adam}
-
-
-def _named(params, who):
-    params = list(params)
-    named = [p if isinstance(p, tuple) else (str(i), p) for i, p in enumerate(params)]
-    if not named:
-        raise ValueError(f"{who}: got an empty parameter list")
-    return named
-
-
-def _is_bias(name, p):
-    return name.endswith("bias") or p.ndim == 1
 
 
 @dataclass
