@@ -261,6 +261,37 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     return Tensor.from_op(out, (x,), backward, "max_pool2d")
 
 
+# -------------------------------------------------------------- batch norm
+
+
+def batch_norm(x, weight, bias, eps=1e-5):
+    """Batch normalisation with the statistics of this batch (training mode), per channel of
+    ``x (N, C, H, W)``: ``y = weight * (x - mean) / sqrt(var + eps) + bias`` with the biased
+    variance over ``(N, H, W)``. Returns ``(y, mean, var)``; mean and var are plain arrays (C,)
+    for the caller's running statistics. (In eval mode a layer uses its running statistics,
+    which is plain elementwise arithmetic.)"""
+    x, weight, bias = as_tensor(x), as_tensor(weight), as_tensor(bias)
+    if x.ndim != 4 or weight.shape != (x.shape[1],) or bias.shape != (x.shape[1],):
+        raise ValueError(f"batch_norm: input must be (N, C, H, W) with weight and bias (C,), "
+                         f"got {x.shape}, {weight.shape}, {bias.shape}")
+    axes, shape = (0, 2, 3), (1, -1, 1, 1)
+    mean = x.data.mean(axis=axes)
+    var = x.data.var(axis=axes)
+    inv_std = 1.0 / x.xp.sqrt(var + eps)
+    x_hat = (x.data - mean.reshape(shape)) * inv_std.reshape(shape)
+    y = x_hat * weight.data.reshape(shape) + bias.data.reshape(shape)
+    count = x.size // x.shape[1]
+
+    def backward(g):
+        g_hat = g * weight.data.reshape(shape)
+        gx = (inv_std.reshape(shape) / count) * (
+            count * g_hat - g_hat.sum(axis=axes, keepdims=True)
+            - x_hat * (g_hat * x_hat).sum(axis=axes, keepdims=True))
+        return gx, (g * x_hat).sum(axis=axes), g.sum(axis=axes)
+
+    return Tensor.from_op(y, (x, weight, bias), backward, "batch_norm"), mean, var
+
+
 # -------------------------------------------------------------- L2 normalise
 
 

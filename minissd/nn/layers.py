@@ -77,3 +77,39 @@ class L2Norm(Module):
 
     def __repr__(self):
         return f"L2Norm({self.weight.shape[0]})"
+
+
+class BatchNorm2d(Module):
+    """Batch normalisation over ``(N, H, W)`` for each of ``C`` channels (Ioffe & Szegedy).
+
+    Training mode normalises with the batch's statistics and updates the running ones
+    (``running = (1 - momentum) running + momentum batch``, the unbiased variance, as PyTorch);
+    eval mode uses the running statistics. Not in the SSD paper (its VGG has none): the small
+    model trained from scratch uses it.
+    """
+
+    def __init__(self, channels, eps=1e-5, momentum=0.1, dtype=np.float32):
+        super().__init__()
+        self.weight = Parameter(init.constant((channels,), 1.0, dtype=dtype))
+        self.bias = Parameter(init.zeros((channels,), dtype=dtype))
+        self.register_buffer("running_mean", np.zeros(channels, dtype=dtype))
+        self.register_buffer("running_var", np.ones(channels, dtype=dtype))
+        self.eps, self.momentum = eps, momentum
+
+    def forward(self, x):
+        if self.training:
+            y, mean, var = F.batch_norm(x, self.weight, self.bias, self.eps)
+            n = x.size // x.shape[1]
+            m = self.momentum
+            self._buffers["running_mean"] = (1 - m) * self._buffers["running_mean"] + m * mean
+            self._buffers["running_var"] = ((1 - m) * self._buffers["running_var"]
+                                            + m * var * (n / max(n - 1, 1)))
+            return y
+        shape = (1, -1, 1, 1)
+        scale = self.weight.reshape(shape) * (
+            1.0 / x.xp.sqrt(self._buffers["running_var"] + self.eps)).reshape(shape)
+        return (x - self._buffers["running_mean"].reshape(shape)) * scale + self.bias.reshape(
+            shape)
+
+    def __repr__(self):
+        return f"BatchNorm2d({self.weight.shape[0]})"

@@ -31,6 +31,7 @@ class Module:
     def __init__(self):
         object.__setattr__(self, "_params", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name, value):
@@ -62,6 +63,16 @@ class Module:
             for name, p in m._params.items():
                 yield (f"{mod_name}.{name}" if mod_name else name), p
 
+    def register_buffer(self, name, array):
+        """A state array that is saved and moved with the module but not learned (e.g. the
+        running statistics of batch normalisation)."""
+        self._buffers[name] = array
+
+    def named_buffers(self, prefix=""):
+        for mod_name, m in self.named_modules(prefix):
+            for name, b in m._buffers.items():
+                yield (f"{mod_name}.{name}" if mod_name else name), m, name, b
+
     def parameters(self):
         return [p for _, p in self.named_parameters()]
 
@@ -87,6 +98,8 @@ class Module:
             p.data = to_device(p.data, device)
             if p.grad is not None:
                 p.grad = to_device(p.grad, device)
+        for _, m, name, b in self.named_buffers():
+            m._buffers[name] = to_device(b, device)
         return self
 
     def astype(self, dtype):
@@ -94,34 +107,43 @@ class Module:
         for p in self.parameters():
             p.data = p.data.astype(dtype)
             p.grad = None
+        for _, m, name, b in self.named_buffers():
+            m._buffers[name] = b.astype(dtype)
         return self
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Name -> NumPy array copy of every parameter."""
-        return OrderedDict((name, to_numpy(p.data).copy()) for name, p in self.named_parameters())
+        """Name -> NumPy array copy of every parameter and buffer."""
+        state = OrderedDict((name, to_numpy(p.data).copy()) for name, p in self.named_parameters())
+        state.update((name, to_numpy(b).copy()) for name, _, _, b in self.named_buffers())
+        return state
 
     def load_state_dict(self, state, strict: bool = True):
-        """Copy arrays into the parameters, keeping each parameter's device and dtype.
+        """Copy arrays into the parameters and buffers, keeping each one's device and dtype.
 
         Raises ``KeyError`` naming missing/unexpected keys (when ``strict``) and ``ValueError``
         naming the key and both shapes on a shape mismatch.
         """
         own = dict(self.named_parameters())
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
+        buffers = {name: (m, key, b) for name, m, key, b in self.named_buffers()}
+        missing = sorted((set(own) | set(buffers)) - set(state))
+        unexpected = sorted(set(state) - set(own) - set(buffers))
         if strict and (missing or unexpected):
             raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
         for name, value in state.items():
-            if name not in own:
+            if name not in own and name not in buffers:
                 continue
-            p = own[name]
+            current = own[name].data if name in own else buffers[name][2]
             value = to_numpy(value)
-            if tuple(value.shape) != p.shape:
+            if tuple(value.shape) != tuple(current.shape):
                 raise ValueError(f"load_state_dict: {name!r} has shape {tuple(value.shape)} in "
-                                 f"the state but {p.shape} in the model")
-            xp = get_array_module(p.data)
-            p.data = xp.asarray(value, dtype=p.dtype).copy()
+                                 f"the state but {tuple(current.shape)} in the model")
+            copied = get_array_module(current).asarray(value, dtype=current.dtype).copy()
+            if name in own:
+                own[name].data = copied
+            else:
+                m, key, _ = buffers[name]
+                m._buffers[key] = copied
         return self
 
     def __repr__(self):

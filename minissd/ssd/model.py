@@ -52,6 +52,7 @@ class SSDConfig:
     pool5: bool = True
     extras: tuple = SSD300_EXTRAS
     l2norm_scale: float = 20.0
+    batch_norm: bool = False  # BN in the base: not the paper's; the small model uses it
     mean: tuple = VGG_MEAN_RGB
     loss: LossConfig = field(default_factory=LossConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
@@ -82,7 +83,7 @@ SMALL_EXTRAS = (ExtraBlock(64, 128), ExtraBlock(64, 128), ExtraBlock(64, 128),
 
 def ssd_small(num_classes, **overrides) -> SSDConfig:
     options = dict(vgg=SMALL_VGG, source_layer="conv3_2", fc6=None, pool5=False,
-                   extras=SMALL_EXTRAS)
+                   extras=SMALL_EXTRAS, batch_norm=True)
     options.update(overrides)
     return SSDConfig("SSD-small", num_classes, priors.SMALL, **options)
 
@@ -101,7 +102,7 @@ class SSD(nn.Module):
         self.config = config
         init = dict(rng=rng, weight_init=config.weight_init, dtype=dtype)
         self.base = VGGBase(config.vgg, config.source_layer, config.fc6, config.fc7,
-                            config.pool5, **init)
+                            config.pool5, batch_norm=config.batch_norm, **init)
         self.l2norm = nn.L2Norm(self.base.source_channels[0], scale=config.l2norm_scale,
                                 dtype=dtype)
         self.extras = Extras(self.base.source_channels[-1], config.extras, **init)

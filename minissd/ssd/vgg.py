@@ -28,11 +28,12 @@ class VGGBase(nn.Module):
         fc7: channels of the 1x1 fc7.
         pool5: add the 3x3/1/1 pool after the last block (SSD's modified pool5).
         rng: generator for the initial weights.
+        batch_norm: a BatchNorm2d between every base conv and its ReLU (the small model).
     """
 
     def __init__(self, layers=VGG16, source_layer="conv4_3", fc6=(1024, 6), fc7=1024,
                  pool5=True, in_channels=3, *, rng: np.random.Generator,
-                 weight_init="xavier_uniform", dtype=np.float32):
+                 weight_init="xavier_uniform", batch_norm=False, dtype=np.float32):
         super().__init__()
         self.plan = []  # (kind, name) in forward order
         block, index, c = 1, 1, in_channels
@@ -46,6 +47,8 @@ class VGGBase(nn.Module):
             name = f"conv{block}_{index}"
             setattr(self, name, nn.Conv2d(c, item, 3, padding=1, rng=rng,
                                           weight_init=weight_init, dtype=dtype))
+            if batch_norm:  # not in the paper: for a small base trained from scratch
+                setattr(self, f"bn{block}_{index}", nn.BatchNorm2d(item, dtype=dtype))
             self.plan.append(("conv", name))
             c, index = item, index + 1
         if source_layer not in {n for _, n in self.plan}:
@@ -77,7 +80,9 @@ class VGGBase(nn.Module):
         for kind, name in self.plan:
             x = getattr(self, name)(x)
             if kind == "conv":
-                x = relu(x)
+                bn = self._modules.get(name.replace("conv", "bn", 1)) if name[:4] == "conv" \
+                    else None
+                x = relu(bn(x) if bn is not None else x)
             if taps is not None:
                 taps[name] = x
             if name == self.source_layer:

@@ -204,3 +204,33 @@ def test_adam_state_roundtrip_continues_identically():
         return p.data
 
     np.testing.assert_array_equal(run(split=2), run(split=99))
+
+
+@given(n=st.integers(2, 3), c=st.integers(1, 3), h=st.integers(1, 3), seed=st.integers(0, 99))
+def test_batch_norm_gradcheck(n, c, h, seed):
+    rng = np.random.default_rng(seed)
+    x = Tensor(rng.standard_normal((n, c, h, h)) * 3 + 1, requires_grad=True)
+    w = Tensor(rng.standard_normal(c), requires_grad=True)
+    b = Tensor(rng.standard_normal(c), requires_grad=True)
+    assert gradcheck(lambda x, w, b: ag.functional.batch_norm(x, w, b)[0], x, w, b)
+
+
+def test_batch_norm_layer_matches_torch_in_train_and_eval():
+    torch = pytest.importorskip("torch", reason="PyTorch is the oracle for BatchNorm2d")
+    rng = np.random.default_rng(0)
+    ours, theirs = nn.BatchNorm2d(3, dtype=np.float64), torch.nn.BatchNorm2d(3).double()
+    for _ in range(3):
+        x = rng.standard_normal((4, 3, 5, 5)) * 2 + 0.5
+        y = ours(Tensor(x)).data
+        np.testing.assert_allclose(y, theirs(torch.tensor(x)).detach().numpy(), atol=1e-10)
+    state = ours.state_dict()
+    np.testing.assert_allclose(state["running_mean"], theirs.running_mean.numpy(), atol=1e-12)
+    np.testing.assert_allclose(state["running_var"], theirs.running_var.numpy(), atol=1e-12)
+    ours.eval()
+    theirs.eval()
+    x = rng.standard_normal((2, 3, 4, 4))
+    np.testing.assert_allclose(ours(Tensor(x)).data, theirs(torch.tensor(x)).detach().numpy(),
+                               atol=1e-10)
+    fresh = nn.BatchNorm2d(3, dtype=np.float64)
+    fresh.load_state_dict(state)
+    np.testing.assert_array_equal(fresh.state_dict()["running_var"], state["running_var"])
