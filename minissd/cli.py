@@ -25,9 +25,9 @@ class DemoConfig:
     train_images: int = 1000
     test_images: int = 200
     image_size: int = 128
-    iterations: int = 650
+    iterations: int = 600
     batch_size: int = 16
-    lr: float = 1e-3
+    lr: float = 3e-3
     warmup_iters: int = 50
     weight_decay: float = 0.0
     pictures: int = 8
