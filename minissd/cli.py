@@ -14,8 +14,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 
 @dataclass(frozen=True)
 class DemoConfig:
@@ -110,7 +108,9 @@ def load_run(run_dir, device="cpu"):
         if not (run / name).exists():
             raise FileNotFoundError(f"{run}: no {name} (is this a `minissd train` output?)")
     config = TrainConfig.from_json((run / "config.json").read_text())
-    names = config.class_names or __import__("minissd.data", fromlist=["x"]).VOC_CLASSES
+    from .data import VOC_CLASSES
+
+    names = config.class_names or VOC_CLASSES
     model = build_model(config, len(names))
     load_weights(model, run / "weights.npz")
     return model.to(device), config, tuple(names)
@@ -253,4 +253,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["main", "DemoConfig", "load_run", "np"]
+__all__ = ["main", "DemoConfig", "load_run"]
