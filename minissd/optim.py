@@ -140,9 +140,6 @@ class Adam(Optimizer):
                 buf[i] = None if value is None else to_device(value, device)
 
 
-OPTIMISERS = {"sgd": SGD, "adam": Adam}
-
-
 @dataclass
 class MultiStepLR:
     """``lr(it) = base_lr * gamma ** (milestones passed) * warm-up factor``.
