@@ -58,6 +58,13 @@ def _parser():
     t.add_argument("--warmup-iters", type=int, default=0)
     t.add_argument("--weight-decay", type=float, default=5e-4)
     t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--augmentation", default="ssd", choices=["ssd", "no-expand", "flip"],
+                   help="augmentation recipe (minissd.data.transforms.AUGMENTATIONS)")
+    t.add_argument("--image-size", type=int, default=None,
+                   help="small model only: input size, a multiple of 32 (default 128)")
+    t.add_argument("--first-box", default=None, metavar="MIN,MAX",
+                   help="small model only: the first map's box sizes in %% of the image "
+                        "(default 10,20; smaller for small objects)")
     t.add_argument("--drop-difficult", action="store_true")
     t.add_argument("--init-weights", default=None, help=".npz weights to start from")
     t.add_argument("--checkpoint-every", type=int, default=1000)
@@ -119,6 +126,17 @@ def load_run(run_dir, device="cpu"):
 def cmd_train(a):
     from .train import TrainConfig, train
 
+    extra = {}
+    if a.image_size is not None:
+        extra["image_size"] = a.image_size
+    if a.first_box is not None:
+        try:
+            extra["first_min_ratio"], extra["first_max_ratio"] = (
+                float(v) for v in a.first_box.split(","))
+        except ValueError:
+            raise ValueError(f"--first-box must be MIN,MAX (percent), got {a.first_box!r}")
+    if extra and a.model != "small":
+        raise ValueError("--image-size and --first-box apply to --model small only")
     config = TrainConfig(
         data_root=a.data, year=a.year, train_split=a.split,
         class_names=tuple(a.classes.split(",")) if a.classes else None,
@@ -126,6 +144,7 @@ def cmd_train(a):
         batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr,
         milestones=tuple(int(m) for m in a.milestones.split(",") if m),
         warmup_iters=a.warmup_iters, weight_decay=a.weight_decay, augment=not a.no_augment,
+        augmentation=a.augmentation, extra=extra,
         seed=a.seed, device=a.device, num_workers=a.workers,
         checkpoint_every=a.checkpoint_every, out_dir=a.out, init_weights=a.init_weights)
     train(config, resume=a.resume)

@@ -234,23 +234,39 @@ TORCHVISION_SSD300 = PriorConfig(
     clip="wh",
 )
 
-_SMALL_SIZES = caffe_sizes(128, 6, min_ratio=20, max_ratio=90, first_min_ratio=10,
-                           first_max_ratio=20)
+def small_priors(image_size=128, first_min_ratio=10, first_max_ratio=20, min_ratio=20,
+                 max_ratio=90) -> PriorConfig:
+    """The small model's default boxes: SSD300's recipe scaled to ``image_size`` (a multiple
+    of 32).
 
-#: A small preset for a CPU model on 128 x 128 inputs: SSD300's recipe scaled down. Six
-#: source maps 32, 16, 8, 4, 2, 1 (a VGG-style base with three 2x2 pools gives 32 at its
-#: third block and 16 after the fourth, then four stride-2 extra blocks), steps 4 ... 128
-#: pixels, sizes from the same 10/20, 20..90 % rule (12.8, 25.6, 47.36, ... pixels),
-#: SSD300's aspect ratios: 6132 boxes.
-SMALL = PriorConfig(
-    image_size=128,
-    feature_maps=(32, 16, 8, 4, 2, 1),
-    steps=(4, 8, 16, 32, 64, 128),
-    min_sizes=_SMALL_SIZES[0],
-    max_sizes=_SMALL_SIZES[1],
-    aspect_ratios=((2,), (2, 3), (2, 3), (2, 3), (2,), (2,)),
-    clip="none",
-)
+    Six source maps at strides 4, 8, 16, 32, 64, 128 (a VGG-style base with three 2x2 pools
+    gives stride 4 at its third block and 8 after the fourth, then four stride-2 extra blocks,
+    each ``ceil(n / 2)``), steps ``image_size / map``, sizes from the Caffe ratio rule
+    (``caffe_sizes``) and SSD300's aspect ratios. At 128 px: maps 32 ... 1 and 6132 boxes. A
+    smaller ``first_min_ratio`` gives the first map smaller boxes, for small objects.
+    """
+    if image_size % 32 or image_size < 128:
+        raise ValueError(f"small_priors: image_size must be a multiple of 32 and >= 128, "
+                         f"got {image_size}")
+    maps = [image_size // 4]
+    while len(maps) < 6:
+        maps.append(-(-maps[-1] // 2))
+    sizes = caffe_sizes(image_size, 6, min_ratio=min_ratio, max_ratio=max_ratio,
+                        first_min_ratio=first_min_ratio, first_max_ratio=first_max_ratio)
+    return PriorConfig(
+        image_size=image_size,
+        feature_maps=tuple(maps),
+        steps=tuple(image_size / m for m in maps),
+        min_sizes=sizes[0],
+        max_sizes=sizes[1],
+        aspect_ratios=((2,), (2, 3), (2, 3), (2, 3), (2,), (2,)),
+        clip="none",
+    )
+
+
+#: A small preset for a CPU model on 128 x 128 inputs: maps 32, 16, 8, 4, 2, 1, steps 4 ...
+#: 128 pixels, sizes 12.8, 25.6, 47.36, ... pixels: 6132 boxes.
+SMALL = small_priors(128)
 
 PRESETS = {"SSD300": SSD300, "SSD512": SSD512, "TORCHVISION_SSD300": TORCHVISION_SSD300,
            "SMALL": SMALL}

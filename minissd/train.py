@@ -65,6 +65,7 @@ class TrainConfig:
     warmup_iters: int = 0
     warmup_factor: float = 1.0 / 3
     augment: bool = True
+    augmentation: str = "ssd"  # a recipe of minissd.data.transforms.AUGMENTATIONS
     seed: int = 0
     device: str = "cpu"
     num_workers: int = 0
@@ -169,8 +170,11 @@ def plot_metrics(csv_path, png_path):
 def train(config: TrainConfig, resume: bool = False, dataset=None):
     """Train a model; returns ``(model, rows)`` where rows are this run's metric dicts."""
     from .data import DataLoader
-    from .data.transforms import SSDAugmentation, SSDTransformEval
+    from .data.transforms import AUGMENTATIONS, SSDAugmentation, SSDTransformEval
 
+    if config.augmentation not in AUGMENTATIONS:
+        raise ValueError(f"augmentation must be one of {sorted(AUGMENTATIONS)}, got "
+                         f"{config.augmentation!r}")
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.npz"
@@ -198,8 +202,8 @@ def train(config: TrainConfig, resume: bool = False, dataset=None):
                            config.warmup_iters, config.warmup_factor)
     priors = model.priors()  # matching runs on the CPU (Numba kernels)
     variances = model.config.priors.variances
-    transform = (SSDAugmentation(size, mean=model.config.mean) if config.augment
-                 else SSDTransformEval(size, mean=model.config.mean))
+    transform = (SSDAugmentation(size, model.config.mean, AUGMENTATIONS[config.augmentation])
+                 if config.augment else SSDTransformEval(size, mean=model.config.mean))
     metrics_path = out / "metrics.csv"
     rows = _read_metrics(metrics_path, up_to=start)
     _write_metrics(metrics_path, rows)

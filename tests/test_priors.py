@@ -181,3 +181,24 @@ def test_draw_priors_runs():
     import matplotlib.pyplot as plt
 
     plt.close(ax.figure)
+
+
+@pytest.mark.parametrize("size, maps", [(128, (32, 16, 8, 4, 2, 1)), (192, (48, 24, 12, 6, 3, 2)),
+                                        (256, (64, 32, 16, 8, 4, 2))])
+def test_small_priors_follow_the_small_network(size, maps):
+    """Maps at strides 4, 8, then ceil-halving (the small model's stride-2 extras); steps tile
+    the image; sizes scale with the image; the first boxes shrink with ``first_min_ratio``."""
+    cfg = P.small_priors(size)
+    assert cfg.feature_maps == maps
+    assert all(s * m == size for s, m in zip(cfg.steps, maps))
+    assert cfg.min_sizes[0] == pytest.approx(0.10 * size)
+    assert P.make_priors(cfg).shape == (cfg.num_priors, 4)
+    small_first = P.small_priors(size, first_min_ratio=5, first_max_ratio=10)
+    assert small_first.min_sizes[0] == pytest.approx(0.05 * size)
+    assert small_first.min_sizes[1:] == cfg.min_sizes[1:]
+
+
+@pytest.mark.parametrize("size", [100, 96, 300])
+def test_small_priors_reject_sizes_the_network_cannot_tile(size):
+    with pytest.raises(ValueError, match="image_size"):
+        P.small_priors(size)

@@ -81,3 +81,38 @@ def test_cli_train_eval_detect(tiny_data, tmp_path, capsys):
     assert (tmp_path / "d" / "detections.json").exists()
     assert main(["eval", "--run", str(tmp_path / "nowhere")]) == 2
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_unknown_augmentation_is_a_clear_error(tiny_data, tmp_path):
+    with pytest.raises(ValueError, match="augmentation must be one of"):
+        train(config(tiny_data, tmp_path, augmentation="heavy"))
+
+
+def test_cli_choices_are_the_augmentation_recipes():
+    from minissd.cli import _parser
+    from minissd.data.transforms import AUGMENTATIONS
+
+    train_parser = _parser()._subparsers._group_actions[0].choices["train"]
+    action = next(a for a in train_parser._actions if a.dest == "augmentation")
+    assert set(action.choices) == set(AUGMENTATIONS)
+
+
+def test_cli_small_model_options_reach_the_model(tiny_data, tmp_path, capsys):
+    """--image-size and --first-box build the small model at another input size (the run's
+    config remembers them, so eval rebuilds the same model); they are refused for SSD300."""
+    from minissd.cli import load_run, main
+
+    out = tmp_path / "run192"
+    assert main(["train", "--data", str(tiny_data), "--split", "train", "--classes",
+                 ",".join(SYNTHETIC_CLASSES), "--model", "small", "--image-size", "192",
+                 "--first-box", "5,10", "--augmentation", "no-expand", "--iterations", "1",
+                 "--batch-size", "2", "--out", str(out), "--milestones", ""]) == 0
+    model, cfg, _ = load_run(out)
+    assert model.config.image_size == 192 and cfg.augmentation == "no-expand"
+    assert model.config.priors.min_sizes[0] == pytest.approx(0.05 * 192)
+    assert main(["train", "--data", str(tiny_data), "--model", "ssd300", "--image-size", "192",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "--model small only" in capsys.readouterr().err
+    assert main(["train", "--data", str(tiny_data), "--model", "small", "--first-box", "5",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "--first-box must be MIN,MAX" in capsys.readouterr().err

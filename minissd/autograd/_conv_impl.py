@@ -49,6 +49,8 @@ Everything goes through ``xp`` (NumPy or CuPy); on CuPy the bands are simply big
 
 from __future__ import annotations
 
+from ._threads import over_batch
+
 #: Size of one band's column buffer on the CPU. 8 MiB fits the L3 cache with room for the
 #: weights; bands are always at least one output row.
 CPU_BAND_BYTES = 8 << 20
@@ -188,11 +190,21 @@ def _offset_blocks(xp, x, out_hw, kernel, stride, padding, dilation):
 
 
 def correlate(xp, x, weight, stride, padding, dilation, out):
-    """The forward convolution without bias, written into ``out``.
+    """The forward convolution without bias, written into ``out`` (images split across threads
+    on the CPU, see ``_threads``).
 
     x: (N, C, H, W); weight: (O, C, kh, kw); out: (N, O, Ho, Wo) C-contiguous.
     im2col: ``out[i][:, band] = W2 @ cols``. By offset (when im2col would be mostly padding):
     ``out[:, :, ro, co] += W[:, :, u, v] @ xs`` for each offset, zeros never multiplied."""
+    over_batch(xp, x.shape[0], _macs(weight, out), lambda lo, hi: _correlate(
+        xp, x[lo:hi], weight, stride, padding, dilation, out[lo:hi]))
+
+
+def _macs(weight, out):
+    return weight.size * out.shape[0] * out.shape[2] * out.shape[3]
+
+
+def _correlate(xp, x, weight, stride, padding, dilation, out):
     n, o, ho, wo = out.shape
     kernel = weight.shape[2:]
     if _by_offset(x, (ho, wo), kernel, stride, padding, dilation):
@@ -215,7 +227,17 @@ def correlate(xp, x, weight, stride, padding, dilation, out):
 def weight_grad(xp, x, g, kernel, stride, padding, dilation):
     """``dW`` (O, C, kh, kw) from x (N, C, H, W) and g (N, O, Ho, Wo) C-contiguous:
     ``dW2 = sum_i g[i] @ cols[i].T`` band by band, or by offset
-    ``dW[:, :, u, v] = g[:, :, ro, co] @ xs.T`` (images side by side in both)."""
+    ``dW[:, :, u, v] = g[:, :, ro, co] @ xs.T`` (images side by side in both; on the CPU each
+    thread sums its share of the images, then the shares are added)."""
+    parts = over_batch(xp, g.shape[0], x.shape[1] * kernel[0] * kernel[1] * g.size,
+                       lambda lo, hi: _weight_grad(xp, x[lo:hi], g[lo:hi], kernel, stride,
+                                                   padding, dilation))
+    for part in parts[1:]:
+        parts[0] += part
+    return parts[0]
+
+
+def _weight_grad(xp, x, g, kernel, stride, padding, dilation):
     n, o, ho, wo = g.shape
     c = x.shape[1]
     if _by_offset(x, (ho, wo), kernel, stride, padding, dilation):
@@ -247,14 +269,21 @@ FLIP_MAX_CHANNEL_RATIO = 1
 
 def input_grad(xp, g, weight, x_shape, stride, padding, dilation):
     """``dx`` (N, C, H, W) from ``g`` (N, O, Ho, Wo) C-contiguous and ``weight`` (O, C, kh, kw)."""
-    o, c, kh, kw = weight.shape
-    n, _, h, w = x_shape
-    (ph, pw), (dh, dw) = padding, dilation
     dx = xp.empty(x_shape, dtype=g.dtype)
+    over_batch(xp, g.shape[0], _macs(weight, g), lambda lo, hi: _input_grad(
+        xp, g[lo:hi], weight, stride, padding, dilation, dx[lo:hi]))
+    return dx
+
+
+def _input_grad(xp, g, weight, stride, padding, dilation, dx):
+    o, c, kh, kw = weight.shape
+    n, _, h, w = dx.shape
+    (ph, pw), (dh, dw) = padding, dilation
     if stride == (1, 1) and o <= FLIP_MAX_CHANNEL_RATIO * c:
         # a correlation of g with the flipped, channel-swapped kernel
         wflip = weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
-        correlate(xp, g, wflip, (1, 1), (dh * (kh - 1) - ph, dw * (kw - 1) - pw), dilation, dx)
+        _correlate(xp, g, wflip, (1, 1), (dh * (kh - 1) - ph, dw * (kw - 1) - pw), dilation,
+                   dx)
         return dx
     # col2im: dcols = W2.T @ g[i][:, band], added back window by window
     ho, wo = g.shape[2:]

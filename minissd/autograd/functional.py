@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _conv_impl as _conv
+from ._threads import over_batch
 from .tensor import Tensor, as_tensor, unbroadcast
 
 #: Reject NaN/inf at the entrance of conv2d (one pass over the input; switch off for speed).
@@ -243,19 +244,32 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
                for _, ro, ri in _conv.offset_ranges(h, out_hw[0], kernel[0], stride[0], padding[0])
                for _, co, ci in _conv.offset_ranges(w, out_hw[1], kernel[1], stride[1], padding[1])]
     xd = x.data
-    out = xp.full((n, c, *out_hw), -np.inf, dtype=x.dtype)
-    for ro, ri, co, ci in offsets:
-        o = out[:, :, ro, co]
-        xp.maximum(o, xd[:, :, ri, ci], out=o)
+    out = xp.empty((n, c, *out_hw), dtype=x.dtype)
+    work = x.size * len(offsets)
+
+    def forward(lo, hi):  # images [lo, hi), split across threads on the CPU
+        o_ = out[lo:hi]
+        o_.fill(-np.inf)
+        for ro, ri, co, ci in offsets:
+            o = o_[:, :, ro, co]
+            xp.maximum(o, xd[lo:hi, :, ri, ci], out=o)
+
+    over_batch(xp, n, work, forward)
 
     def backward(g):
-        gx = xp.zeros_like(xd)
-        taken = xp.zeros(out.shape, dtype=bool)  # the window's maximum has been found
-        for ro, ri, co, ci in offsets:
-            hit = xd[:, :, ri, ci] == out[:, :, ro, co]
-            hit &= ~taken[:, :, ro, co]
-            taken[:, :, ro, co] |= hit
-            gx[:, :, ri, ci] += g[:, :, ro, co] * hit
+        gx = xp.empty_like(xd)
+
+        def images(lo, hi):
+            x_, g_, o_, gx_ = xd[lo:hi], g[lo:hi], out[lo:hi], gx[lo:hi]
+            gx_.fill(0)
+            taken = xp.zeros(o_.shape, dtype=bool)  # the window's maximum has been found
+            for ro, ri, co, ci in offsets:
+                hit = x_[:, :, ri, ci] == o_[:, :, ro, co]
+                hit &= ~taken[:, :, ro, co]
+                taken[:, :, ro, co] |= hit
+                gx_[:, :, ri, ci] += g_[:, :, ro, co] * hit
+
+        over_batch(xp, n, work, images)
         return (gx,)
 
     return Tensor.from_op(out, (x,), backward, "max_pool2d")

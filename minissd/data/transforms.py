@@ -167,6 +167,16 @@ class AugmentationConfig:
     flip_prob: float = 0.5
 
 
+#: Named recipes (``TrainConfig.augmentation``). "ssd" is the paper's. "no-expand" drops the
+#: zoom-out: on 128 px inputs a 4x zoom-out shrinks objects below the smallest default box,
+#: which short runs cannot afford (see the demo). "flip" keeps only colour and flips.
+AUGMENTATIONS = {
+    "ssd": AugmentationConfig(),
+    "no-expand": AugmentationConfig(expand=None),
+    "flip": AugmentationConfig(expand=None, samplers=()),
+}
+
+
 # ----------------------------------------------------------------------------- colour
 
 

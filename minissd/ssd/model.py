@@ -81,11 +81,16 @@ SMALL_EXTRAS = (ExtraBlock(64, 128), ExtraBlock(64, 128), ExtraBlock(64, 128),
                 ExtraBlock(64, 128))
 
 
-def ssd_small(num_classes, **overrides) -> SSDConfig:
+def ssd_small(num_classes, image_size=128, first_min_ratio=10, first_max_ratio=20,
+              **overrides) -> SSDConfig:
+    """The small model; ``image_size`` (a multiple of 32) and the first map's box sizes (in %
+    of the image) pick its priors (``priors.small_priors``): 128 px and 10/20 % by default,
+    a larger input and smaller first boxes for datasets of small objects (BCCD's platelets)."""
     options = dict(vgg=SMALL_VGG, source_layer="conv3_2", fc6=None, pool5=False,
                    extras=SMALL_EXTRAS, batch_norm=True)
     options.update(overrides)
-    return SSDConfig("SSD-small", num_classes, priors.SMALL, **options)
+    prior_config = priors.small_priors(image_size, first_min_ratio, first_max_ratio)
+    return SSDConfig("SSD-small", num_classes, prior_config, **options)
 
 
 class SSD(nn.Module):
