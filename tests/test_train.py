@@ -92,9 +92,10 @@ def test_cli_choices_are_the_augmentation_recipes():
     from minissd.cli import _parser
     from minissd.data.transforms import AUGMENTATIONS
 
-    train_parser = _parser()._subparsers._group_actions[0].choices["train"]
-    action = next(a for a in train_parser._actions if a.dest == "augmentation")
-    assert set(action.choices) == set(AUGMENTATIONS)
+    for command in ("train", "demo"):
+        sub = _parser()._subparsers._group_actions[0].choices[command]
+        action = next(a for a in sub._actions if a.dest == "augmentation")
+        assert set(action.choices) == set(AUGMENTATIONS)
 
 
 def test_cli_small_model_options_reach_the_model(tiny_data, tmp_path, capsys):
@@ -116,3 +117,19 @@ def test_cli_small_model_options_reach_the_model(tiny_data, tmp_path, capsys):
     assert main(["train", "--data", str(tiny_data), "--model", "small", "--first-box", "5",
                  "--out", str(tmp_path / "bad")]) == 2
     assert "--first-box must be MIN,MAX" in capsys.readouterr().err
+
+
+def test_cli_demo_runs_end_to_end_at_toy_size(tmp_path, capsys):
+    """The demo's whole path (data, training with its recipe, AP table, pictures) at toy size;
+    its real numbers are measured and quoted in the README."""
+    from minissd.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--train-images", "8", "--test-images", "4",
+                 "--iterations", "3", "--batch-size", "4", "--pictures", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "demo finished" in printed and "mAP@0.5" in printed
+    for name in ("ap.txt", "ap.json", "pr.png", "train/loss.png", "train/weights.npz"):
+        assert (out / name).exists(), name
+    assert len(list((out / "detections").glob("*.png"))) == 2
+    assert '"augmentation": "flip"' in (out / "train" / "config.json").read_text()

@@ -46,6 +46,9 @@ Choices, and where they come from
 - Flip: probability 0.5. Caffe flips after the resize; flipping just before it gives
   the same result (a warp commutes with a mirror) and keeps boxes in pixels.
 - Mean: the VGG ImageNet means, RGB (123, 117, 104); Caffe's BGR (104, 117, 123).
+- Recipes (:data:`AUGMENTATIONS`): "ssd" is all of the above; "no-expand" and "flip" drop
+  stages for short runs, and "flip" distorts colours after the resize (cheaper on big
+  images; ``AugmentationConfig.photometric_after_resize``).
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ __all__ = [
     "PatchSampler",
     "SSD_PATCH_SAMPLERS",
     "AugmentationConfig",
+    "AUGMENTATIONS",
     "rgb_to_hsv",
     "hsv_to_rgb",
     "photometric_distort",
@@ -165,15 +169,21 @@ class AugmentationConfig:
     expand: ExpandConfig | None = ExpandConfig()
     samplers: tuple[PatchSampler, ...] = SSD_PATCH_SAMPLERS
     flip_prob: float = 0.5
+    #: Distort colours after the resize instead of first (Caffe's order): the same up to
+    #: interpolation (brightness and contrast are affine and commute with a bilinear resize;
+    #: saturation and hue nearly), and much cheaper on large images (BCCD's 640 x 480).
+    photometric_after_resize: bool = False
 
 
 #: Named recipes (``TrainConfig.augmentation``). "ssd" is the paper's. "no-expand" drops the
 #: zoom-out: on 128 px inputs a 4x zoom-out shrinks objects below the smallest default box,
-#: which short runs cannot afford (see the demo). "flip" keeps only colour and flips.
+#: which short runs cannot afford. "flip" keeps only colour and flips: for data whose objects
+#: already come at the sizes seen at test time (the built-in set, microscope images) it learns
+#: far faster (the demo: mAP 0.93 against 0.71 for "no-expand" after 600 iterations).
 AUGMENTATIONS = {
     "ssd": AugmentationConfig(),
     "no-expand": AugmentationConfig(expand=None),
-    "flip": AugmentationConfig(expand=None, samplers=()),
+    "flip": AugmentationConfig(expand=None, samplers=(), photometric_after_resize=True),
 }
 
 
@@ -454,7 +464,8 @@ class SSDAugmentation:
         cfg = self.config
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         labels = np.asarray(labels, dtype=np.int64)
-        if cfg.photometric is not None:
+        late_photometric = cfg.photometric is not None and cfg.photometric_after_resize
+        if cfg.photometric is not None and not late_photometric:
             image = photometric_distort(image, rng, cfg.photometric)
         if cfg.expand is not None and rng.random() < cfg.expand.prob:
             image, boxes = expand(image, boxes, rng, self.mean, cfg.expand.max_expand_ratio)
@@ -465,6 +476,8 @@ class SSDAugmentation:
         height, width = image.shape[:2]
         boxes = normalize_boxes(boxes, width, height)
         image = resize(image, _as_size(self.size))
+        if late_photometric:
+            image = photometric_distort(image, rng, cfg.photometric)
         return to_chw(image, self.mean), boxes, labels
 
 

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minissd.data.transforms import (
+    AUGMENTATIONS,
     SSD_PATCH_SAMPLERS,
     VGG_MEAN,
     AugmentationConfig,
@@ -24,7 +25,9 @@ from minissd.data.transforms import (
     photometric_distort,
     random_crop,
     rgb_to_hsv,
+    resize,
     sample_patch,
+    to_chw,
 )
 
 
@@ -294,6 +297,35 @@ def test_augmentation_with_everything_off_is_the_eval_transform():
     np.testing.assert_allclose(test[1], [[0.125, 1 / 6, 0.625, 2 / 3], [0, 0, 1, 1]], rtol=1e-6)
     resized = np.asarray(test[0]) + np.array(VGG_MEAN, np.float32)[:, None, None]
     assert resized.shape == (3, 32, 32) and np.allclose(resized, np.rint(resized))
+
+
+@pytest.mark.parametrize("name", sorted(AUGMENTATIONS))
+def test_every_named_recipe_gives_valid_output(name):
+    image = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    boxes = np.array([[10, 10, 50, 40], [30, 5, 79, 59]], np.float32)
+    for seed in range(20):
+        out, out_boxes, labels = SSDAugmentation(32, config=AUGMENTATIONS[name])(
+            image, boxes, np.array([1, 2]), np.random.default_rng(seed))
+        assert out.shape == (3, 32, 32)
+        assert_valid_normalised(out_boxes)
+        assert labels.shape == (len(out_boxes),)
+
+
+def test_photometric_after_resize_distorts_the_resized_image():
+    """The late order is photometric(resize(image)) with the same random draws (the flip's
+    draw comes first)."""
+    image = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    boxes = np.array([[10, 10, 50, 40]], np.float32)
+    config = AugmentationConfig(expand=None, samplers=(), flip_prob=0.0,
+                                photometric_after_resize=True)
+    for seed in range(10):
+        out, out_boxes, _ = SSDAugmentation(32, config=config)(
+            image, boxes, np.array([1]), np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        rng.random()  # the flip's draw
+        expected = to_chw(photometric_distort(resize(image, (32, 32)), rng))
+        np.testing.assert_array_equal(out, expected)
+        np.testing.assert_allclose(out_boxes, [[0.125, 1 / 6, 0.625, 2 / 3]], rtol=1e-6)
 
 
 def test_flip_in_pipeline_mirrors_boxes():
