@@ -47,38 +47,40 @@ def iou_matrix(a, b, out):
     """Fill ``out[i, j]`` with the IoU of corner boxes ``a[i]`` and ``b[j]``.
 
     a: (N, 4), b: (M, 4), out: (N, M), all of one float dtype, C-contiguous. The arithmetic
-    runs in that dtype (float32 math for float32 boxes). Rows are split over threads
+    runs in float64 for float32 boxes too (as in the NMS kernel), and the result is rounded
+    once on the store: float32 math would lose all precision on boxes whose areas are
+    subnormal (a width of 1e-45 gives IoU 0 instead of 0.5), and this way the float32 output
+    is exactly the float64 reference rounded to float32. Rows are split over threads
     (``prange``); each output element is written once.
     """
     n = a.shape[0]
     m = b.shape[0]
-    zero = out.dtype.type(0)
 
-    # Columns of b as contiguous vectors, and their areas, computed once.
-    bx1 = np.empty(m, dtype=out.dtype)
-    by1 = np.empty(m, dtype=out.dtype)
-    bx2 = np.empty(m, dtype=out.dtype)
-    by2 = np.empty(m, dtype=out.dtype)
-    area_b = np.empty(m, dtype=out.dtype)
+    # Columns of b as contiguous float64 vectors, and their areas, computed once.
+    bx1 = np.empty(m)
+    by1 = np.empty(m)
+    bx2 = np.empty(m)
+    by2 = np.empty(m)
+    area_b = np.empty(m)
     for j in range(m):
         bx1[j] = b[j, 0]
         by1[j] = b[j, 1]
         bx2[j] = b[j, 2]
         by2[j] = b[j, 3]
-        area_b[j] = max(bx2[j] - bx1[j], zero) * max(by2[j] - by1[j], zero)
+        area_b[j] = max(bx2[j] - bx1[j], 0.0) * max(by2[j] - by1[j], 0.0)
 
     for i in prange(n):
-        ax1 = a[i, 0]
-        ay1 = a[i, 1]
-        ax2 = a[i, 2]
-        ay2 = a[i, 3]
-        area_a = max(ax2 - ax1, zero) * max(ay2 - ay1, zero)
+        ax1 = np.float64(a[i, 0])
+        ay1 = np.float64(a[i, 1])
+        ax2 = np.float64(a[i, 2])
+        ay2 = np.float64(a[i, 3])
+        area_a = max(ax2 - ax1, 0.0) * max(ay2 - ay1, 0.0)
         for j in range(m):
-            inter_w = max(min(ax2, bx2[j]) - max(ax1, bx1[j]), zero)
-            inter_h = max(min(ay2, by2[j]) - max(ay1, by1[j]), zero)
+            inter_w = max(min(ax2, bx2[j]) - max(ax1, bx1[j]), 0.0)
+            inter_h = max(min(ay2, by2[j]) - max(ay1, by1[j]), 0.0)
             inter = inter_w * inter_h
             union = area_a + area_b[j] - inter
-            out[i, j] = inter / union if union > zero else zero
+            out[i, j] = inter / union if union > 0.0 else 0.0
     return out
 
 

@@ -4,32 +4,31 @@
 // (minissd.boxes.iou_reference):
 //   w = max(x2 - x1, 0), h = max(y2 - y1, 0)     an empty or inverted box has area 0
 //   iou = inter / (area_a + area_b - inter)       and 0 when the union is 0
-// The arithmetic runs in the storage type T (float math for float boxes). Compile with
-// --fmad=false so that no multiply-add is fused and results match the CPU bit for bit.
+// The arithmetic runs in double for float boxes too (as in nms.cu), rounded once on the store:
+// float math loses all precision on subnormal areas, and this way the float output is the
+// float64 reference rounded to float. Compile with --fmad=false so that no multiply-add is
+// fused and results match the CPU bit for bit.
 //
 // Layout: a is (n, 4), b is (m, 4), out is (n, m), all C-contiguous. One thread per output
 // element, grid-stride loop, so any grid size covers any n * m.
 
-template <typename T>
-__device__ __forceinline__ T max_of(T u, T v) { return u > v ? u : v; }
+__device__ __forceinline__ double max_of(double u, double v) { return u > v ? u : v; }
+
+__device__ __forceinline__ double min_of(double u, double v) { return u < v ? u : v; }
 
 template <typename T>
-__device__ __forceinline__ T min_of(T u, T v) { return u < v ? u : v; }
-
-template <typename T>
-__device__ __forceinline__ T box_area(const T* box) {
-    const T zero = T(0);
-    return max_of(box[2] - box[0], zero) * max_of(box[3] - box[1], zero);
+__device__ __forceinline__ double box_area(const T* box) {
+    return max_of((double)box[2] - (double)box[0], 0.0) *
+           max_of((double)box[3] - (double)box[1], 0.0);
 }
 
 template <typename T>
-__device__ __forceinline__ T box_iou(const T* a, const T* b) {
-    const T zero = T(0);
-    const T inter_w = max_of(min_of(a[2], b[2]) - max_of(a[0], b[0]), zero);
-    const T inter_h = max_of(min_of(a[3], b[3]) - max_of(a[1], b[1]), zero);
-    const T inter = inter_w * inter_h;
-    const T union_area = box_area(a) + box_area(b) - inter;
-    return union_area > zero ? inter / union_area : zero;
+__device__ __forceinline__ double box_iou(const T* a, const T* b) {
+    const double inter_w = max_of(min_of(a[2], b[2]) - max_of(a[0], b[0]), 0.0);
+    const double inter_h = max_of(min_of(a[3], b[3]) - max_of(a[1], b[1]), 0.0);
+    const double inter = inter_w * inter_h;
+    const double union_area = box_area(a) + box_area(b) - inter;
+    return union_area > 0.0 ? inter / union_area : 0.0;
 }
 
 template <typename T>
@@ -40,7 +39,7 @@ __device__ void iou_matrix(const T* __restrict__ a, const T* __restrict__ b,
     for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < total; k += stride) {
         const long long i = k / m;
         const long long j = k - i * m;
-        out[k] = box_iou(a + 4 * i, b + 4 * j);
+        out[k] = (T)box_iou(a + 4 * i, b + 4 * j);
     }
 }
 

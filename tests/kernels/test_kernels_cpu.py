@@ -17,13 +17,21 @@ def test_iou_float64_kernel_is_bit_identical_to_reference(a, b):
 
 
 @given(box_arrays(max_n=12, dtype=np.float32), box_arrays(max_n=12, dtype=np.float32))
-def test_iou_float32_kernel_matches_reference_within_float32_rounding(a, b):
+def test_iou_float32_kernel_is_the_reference_rounded_to_float32(a, b):
+    """float64 arithmetic inside, one rounding on the store: exact even for subnormal areas
+    (a regression case: widths of 1e-45 gave 0 instead of 0.5 with float32 arithmetic)."""
     got = B.iou(a, b)
     assert got.dtype == np.float32
     expected = B.iou_reference(a, b)  # float64 on the same float32 coordinates
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(got, expected.astype(np.float32))
     assert ((got >= 0) & (got <= 1)).all()
     np.testing.assert_array_equal(got, B.iou(b, a).T)
+
+
+def test_iou_float32_subnormal_areas():
+    a = np.array([[0, 0, 1e-45, 1]], np.float32)
+    b = np.array([[0, 0, 1e-45, 0.5]], np.float32)
+    assert B.iou(a, b)[0, 0] == np.float32(0.5)
 
 
 def test_iou_kernel_large_and_not_contiguous():
