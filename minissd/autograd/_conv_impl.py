@@ -279,6 +279,21 @@ def _input_grad(xp, g, weight, stride, padding, dilation, dx):
     o, c, kh, kw = weight.shape
     n, _, h, w = dx.shape
     (ph, pw), (dh, dw) = padding, dilation
+    if _by_offset(dx, g.shape[2:], (kh, kw), stride, padding, dilation):
+        # the adjoint of the forward by offset: dx[:, :, ri, ci] += W[:, :, u, v].T @ gs
+        wk = xp.ascontiguousarray(weight.transpose(2, 3, 1, 0))  # (kh, kw, C, O)
+        taps = _taps((h, w), g.shape[2:], (kh, kw), stride, padding, dilation)
+        gbuf = xp.empty(g.size, dtype=g.dtype)
+        part = xp.empty(dx.size, dtype=g.dtype)
+        dx.fill(0)
+        for u, v, ro, co, ri, ci in taps:
+            block = (o, n, ro.stop - ro.start, co.stop - co.start)
+            gs = gbuf[: o * n * block[2] * block[3]].reshape(block)
+            xp.copyto(gs, g[:, :, ro, co].transpose(1, 0, 2, 3))
+            res = part[: c * gs[0].size].reshape(c, gs[0].size)
+            xp.matmul(wk[u, v], gs.reshape(o, -1), out=res)
+            dx[:, :, ri, ci] += res.reshape(c, *block[1:]).transpose(1, 0, 2, 3)
+        return dx
     if stride == (1, 1) and o <= FLIP_MAX_CHANNEL_RATIO * c:
         # a correlation of g with the flipped, channel-swapped kernel
         wflip = weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
