@@ -18,12 +18,6 @@ Why this shape of loop:
   for backward; backward rebuilds the bands it needs, which is cheaper than writing and reading
   back ``kh*kw`` copies of every activation.
 * 1x1 stride-1 convolutions skip im2col: ``cols`` is the image itself, ``(C, H*W)``.
-* Small maps (a whole image's columns within the band budget) put several images side by side
-  in one ``cols`` (columns in image, row, column order): one wide GEMM per group, so the BLAS
-  packs the weights once per group instead of once per image; the result is transposed back
-  into NCHW (a copy the size of the output).
-* On the CPU the images of a batch are split across threads (``_threads.over_batch``), each
-  thread with its own buffers and OpenBLAS held to one thread.
 
 Backward, with ``g = dL/dout``:
 
@@ -60,8 +54,6 @@ from ._threads import over_batch
 #: Size of one band's column buffer on the CPU. 8 MiB fits the L3 cache with room for the
 #: weights; bands are always at least one output row.
 CPU_BAND_BYTES = 8 << 20
-#: Up to this size, the whole-image column matrices of several images go into one GEMM.
-CPU_GROUP_BYTES = 32 << 20
 #: On the GPU the cache argument does not apply; large bands just mean fewer, bigger GEMMs.
 GPU_BAND_BYTES = 512 << 20
 
@@ -98,70 +90,51 @@ def _bands(ho, rows):
 
 
 class _Padder:
-    """Pads images ``(g, C, H, W)`` by ``(ph, pw)`` zeros on both sides into one reused buffer
-    (sized for the largest ``g`` given at construction).
+    """Pads images ``(C, H, W)`` by ``(ph, pw)`` zeros on both sides into one reused buffer.
 
     The buffer's border is zeroed once and only its interior is written afterwards. A negative
     padding crops instead (the flipped-kernel input gradient needs that when ``p > d*(k-1)``)."""
 
     def __init__(self, xp, shape, padding, dtype):
-        g, c, h, w = shape
+        c, h, w = shape
         (ph, pw) = padding
         self.crop = (slice(max(-ph, 0), h - max(-ph, 0)), slice(max(-pw, 0), w - max(-pw, 0)))
-        self.trivial = ph <= 0 and pw <= 0  # no zeros to add: a view of the images does
+        self.trivial = ph <= 0 and pw <= 0  # no zeros to add: a view of the image does
         if not self.trivial:
-            self.buf = xp.zeros((g, c, h + 2 * ph, w + 2 * pw), dtype=dtype)
+            self.buf = xp.zeros((c, h + 2 * ph, w + 2 * pw), dtype=dtype)
             ih, iw = h - 2 * max(-ph, 0), w - 2 * max(-pw, 0)
-            self.inner = (Ellipsis, slice(max(ph, 0), max(ph, 0) + ih),
+            self.inner = (slice(None), slice(max(ph, 0), max(ph, 0) + ih),
                           slice(max(pw, 0), max(pw, 0) + iw))
 
-    def __call__(self, imgs):
-        src = imgs[..., self.crop[0], self.crop[1]]
+    def __call__(self, img):
+        src = img[:, self.crop[0], self.crop[1]]
         if self.trivial:
             return src
-        buf = self.buf[: len(imgs)]
-        buf[self.inner] = src
-        return buf
+        self.buf[self.inner] = src
+        return self.buf
 
 
 def _column_bands(xp, x, kernel, stride, padding, dilation, out_hw):
-    """Yield ``(i0, i1, r0, r1, cols)``: ``cols`` is the im2col matrix of images ``[i0, i1)``
-    and output rows ``[r0, r1)``, ``(C*kh*kw, (i1 - i0)*(r1 - r0)*Wo)`` with columns in
-    (image, row, column) order; a reused buffer, valid until the next iteration.
-
-    Large maps come one image at a time in bands of rows (``_band_rows``). On small maps, whose
-    whole columns fit the band budget, several images share one matrix (up to the group
-    budget): one wide GEMM instead of one per image, so the weights are packed by the BLAS once
-    per group rather than once per image (SSD's conv5_x, fc7 on 19 x 19)."""
+    """Yield ``(i, r0, r1, cols)`` for every image ``i`` and band ``[r0, r1)`` of output rows:
+    ``cols`` is the ``(C*kh*kw, (r1 - r0)*Wo)`` im2col matrix of that band (a reused buffer, or
+    the image itself for a 1x1 stride-1 unpadded kernel). Valid until the next iteration."""
     n, c, h, w = x.shape
     (kh, kw), (sh, _), (ho, wo) = kernel, stride, out_hw
     k = c * kh * kw
-    band_budget, group_budget = ((CPU_BAND_BYTES, CPU_GROUP_BYTES) if xp.__name__ == "numpy"
-                                 else (GPU_BAND_BYTES, GPU_BAND_BYTES))
-    per_image = k * ho * wo * x.dtype.itemsize
-    group = max(1, min(n, group_budget // per_image)) if per_image <= band_budget else 1
     if (kh, kw) == (1, 1) and stride == (1, 1) and padding == (0, 0):
-        buf = xp.empty(c * group * h * w, dtype=x.dtype) if group > 1 else None
-        for i0 in range(0, n, group):
-            i1 = min(n, i0 + group)
-            if i1 - i0 == 1:
-                yield i0, i1, 0, ho, x[i0].reshape(c, h * w)  # the image itself
-                continue
-            cols = buf[: c * (i1 - i0) * h * w].reshape(c, i1 - i0, h * w)
-            xp.copyto(cols, x[i0:i1].reshape(i1 - i0, c, h * w).transpose(1, 0, 2))
-            yield i0, i1, 0, ho, cols.reshape(c, -1)
+        for i in range(n):
+            yield i, 0, ho, x[i].reshape(c, h * w)
         return
-    pad = _Padder(xp, (group, c, h, w), padding, x.dtype)
-    rows = _band_rows(xp, k, ho, wo, x.dtype.itemsize) if group == 1 else ho
-    buf = xp.empty(k * group * rows * wo, dtype=x.dtype)
-    for i0 in range(0, n, group):
-        i1 = min(n, i0 + group)
-        xpad = pad(x[i0:i1])
+    pad = _Padder(xp, (c, h, w), padding, x.dtype)
+    rows = _band_rows(xp, k, ho, wo, x.dtype.itemsize)
+    buf = xp.empty(k * rows * wo, dtype=x.dtype)
+    for i in range(n):
+        xpad = pad(x[i])
         for r0, r1 in _bands(ho, rows):
-            cols = buf[: k * (i1 - i0) * (r1 - r0) * wo].reshape(c, kh, kw, i1 - i0, r1 - r0, wo)
-            win = windows(xp, xpad[:, :, r0 * sh:], kernel, stride, dilation, (r1 - r0, wo))
-            xp.copyto(cols, win.transpose(1, 2, 3, 0, 4, 5))
-            yield i0, i1, r0, r1, cols.reshape(k, -1)
+            cols = buf[: k * (r1 - r0) * wo].reshape(c, kh, kw, r1 - r0, wo)
+            xp.copyto(cols, windows(xp, xpad[:, r0 * sh:], kernel, stride, dilation,
+                                    (r1 - r0, wo)))
+            yield i, r0, r1, cols.reshape(k, (r1 - r0) * wo)
 
 
 def offset_ranges(size, out, kernel, stride, padding, dilation=1):
@@ -247,12 +220,8 @@ def _correlate(xp, x, weight, stride, padding, dilation, out):
         return
     w2 = xp.ascontiguousarray(weight).reshape(o, -1)  # (O, C*kh*kw)
     flat = out.reshape(n, o, ho * wo)
-    for i0, i1, r0, r1, cols in _column_bands(xp, x, kernel, stride, padding, dilation,
-                                              (ho, wo)):
-        if i1 - i0 == 1:
-            xp.matmul(w2, cols, out=flat[i0, :, r0 * wo: r1 * wo])
-        else:  # a group of whole images, side by side in the columns
-            flat[i0:i1] = xp.matmul(w2, cols).reshape(o, i1 - i0, ho * wo).transpose(1, 0, 2)
+    for i, r0, r1, cols in _column_bands(xp, x, kernel, stride, padding, dilation, (ho, wo)):
+        xp.matmul(w2, cols, out=flat[i, :, r0 * wo: r1 * wo])
 
 
 def weight_grad(xp, x, g, kernel, stride, padding, dilation):
@@ -286,11 +255,8 @@ def _weight_grad(xp, x, g, kernel, stride, padding, dilation):
     gflat = g.reshape(n, o, ho * wo)
     gw = xp.zeros((o, k), dtype=g.dtype)
     part = xp.empty((o, k), dtype=g.dtype)
-    for i0, i1, r0, r1, cols in _column_bands(xp, x, kernel, stride, padding, dilation,
-                                              (ho, wo)):
-        gs = (gflat[i0, :, r0 * wo: r1 * wo] if i1 - i0 == 1
-              else gflat[i0:i1].transpose(1, 0, 2).reshape(o, -1))  # (O, columns)
-        xp.matmul(gs, cols.T, out=part)
+    for i, r0, r1, cols in _column_bands(xp, x, kernel, stride, padding, dilation, (ho, wo)):
+        xp.matmul(gflat[i, :, r0 * wo: r1 * wo], cols.T, out=part)
         gw += part
     return gw.reshape(o, c, *kernel)
 
