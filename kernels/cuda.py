@@ -1,4 +1,5 @@
-"""CuPy launchers for the CUDA C kernels in this folder (``iou.cu``, ``nms.cu``).
+"""CuPy launchers for the CUDA C kernels in this folder (``iou.cu``, ``nms.cu``; both use
+``box_iou.cuh``).
 
 The sources are read and compiled by ``cupy.RawModule`` (NVRTC) on the first call and kept
 for the life of the process; importing this module needs neither CuPy nor a GPU. Callers
@@ -9,6 +10,7 @@ and dispatch here for CuPy arrays.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +28,11 @@ GATHER_THREADS = 256
 
 
 def cuda_source(name: str) -> str:
-    """The CUDA C text of ``kernels/<name>.cu``."""
-    return (SOURCE_DIR / f"{name}.cu").read_text()
+    """The CUDA C text of ``kernels/<name>.cu``, with each ``#include "x.cuh"`` of this folder
+    pasted in (NVRTC compiles a string and knows no include path)."""
+    text = (SOURCE_DIR / f"{name}.cu").read_text()
+    return re.sub(r'^#include "([\w.]+\.cuh)"$',
+                  lambda m: (SOURCE_DIR / m.group(1)).read_text(), text, flags=re.M)
 
 
 @functools.lru_cache(maxsize=None)

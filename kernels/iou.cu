@@ -12,24 +12,7 @@
 // Layout: a is (n, 4), b is (m, 4), out is (n, m), all C-contiguous. One thread per output
 // element, grid-stride loop, so any grid size covers any n * m.
 
-__device__ __forceinline__ double max_of(double u, double v) { return u > v ? u : v; }
-
-__device__ __forceinline__ double min_of(double u, double v) { return u < v ? u : v; }
-
-template <typename T>
-__device__ __forceinline__ double box_area(const T* box) {
-    return max_of((double)box[2] - (double)box[0], 0.0) *
-           max_of((double)box[3] - (double)box[1], 0.0);
-}
-
-template <typename T>
-__device__ __forceinline__ double box_iou(const T* a, const T* b) {
-    const double inter_w = max_of(min_of(a[2], b[2]) - max_of(a[0], b[0]), 0.0);
-    const double inter_h = max_of(min_of(a[3], b[3]) - max_of(a[1], b[1]), 0.0);
-    const double inter = inter_w * inter_h;
-    const double union_area = box_area(a) + box_area(b) - inter;
-    return union_area > 0.0 ? inter / union_area : 0.0;
-}
+#include "box_iou.cuh"
 
 template <typename T>
 __device__ void iou_matrix(const T* __restrict__ a, const T* __restrict__ b,
@@ -39,7 +22,7 @@ __device__ void iou_matrix(const T* __restrict__ a, const T* __restrict__ b,
     for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < total; k += stride) {
         const long long i = k / m;
         const long long j = k - i * m;
-        out[k] = (T)box_iou(a + 4 * i, b + 4 * j);
+        out[k] = (T)iou_d(a + 4 * i, b + 4 * j);
     }
 }
 

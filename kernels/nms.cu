@@ -21,20 +21,7 @@
 
 #define NMS_BLOCK 64  // boxes per tile = bits per mask word
 
-__device__ __forceinline__ double max_d(double u, double v) { return u > v ? u : v; }
-__device__ __forceinline__ double min_d(double u, double v) { return u < v ? u : v; }
-
-__device__ __forceinline__ double area_d(const double* box) {
-    return max_d(box[2] - box[0], 0.0) * max_d(box[3] - box[1], 0.0);
-}
-
-__device__ __forceinline__ double iou_d(const double* a, const double* b) {
-    const double inter_w = max_d(min_d(a[2], b[2]) - max_d(a[0], b[0]), 0.0);
-    const double inter_h = max_d(min_d(a[3], b[3]) - max_d(a[1], b[1]), 0.0);
-    const double inter = inter_w * inter_h;
-    const double union_area = area_d(a) + area_d(b) - inter;
-    return union_area > 0.0 ? inter / union_area : 0.0;
-}
+#include "box_iou.cuh"
 
 template <typename T>
 __device__ void nms_mask(const T* __restrict__ boxes, const long long* __restrict__ segment,

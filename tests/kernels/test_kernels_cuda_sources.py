@@ -46,3 +46,11 @@ def test_cuda_source_compiles_to_ptx(source, tmp_path):
     assert result.returncode == 0, f"nvcc failed on {source.name}:\n{result.stderr}"
     entries = set(re.findall(r"\.entry\s+(\w+)", ptx.read_text()))
     assert ENTRY_POINTS[source.name] <= entries
+
+
+@pytest.mark.parametrize("name", ["iou", "nms"])
+def test_nvrtc_gets_self_contained_sources(name):
+    """NVRTC compiles a string with no include path: cuda_source pastes box_iou.cuh in."""
+    text = cuda.cuda_source(name)
+    assert not re.search(r'^\s*#include\s+"', text, flags=re.M)
+    assert "double iou_d(" in text
