@@ -145,7 +145,8 @@ def cmd_train(a):
             extra["first_min_ratio"], extra["first_max_ratio"] = (
                 float(v) for v in a.first_box.split(","))
         except ValueError:
-            raise ValueError(f"--first-box must be MIN,MAX (percent), got {a.first_box!r}")
+            raise ValueError(
+                f"--first-box must be MIN,MAX (percent), got {a.first_box!r}") from None
     if extra and a.model != "small":
         raise ValueError("--image-size and --first-box apply to --model small only")
     config = TrainConfig(

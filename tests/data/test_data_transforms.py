@@ -24,8 +24,8 @@ from minissd.data.transforms import (
     hsv_to_rgb,
     photometric_distort,
     random_crop,
-    rgb_to_hsv,
     resize,
+    rgb_to_hsv,
     sample_patch,
     to_chw,
 )
