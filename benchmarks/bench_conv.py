@@ -61,20 +61,13 @@ QUICK = {"conv3_2", "conv5_x", "fc6", "fc7", "pool3", "pool5"}
 
 def blas_info():
     """(core name, threads) of the OpenBLAS that NumPy loaded, or (None, None)."""
-    try:
-        paths = [line.split()[-1] for line in open("/proc/self/maps") if "openblas" in line]
-        lib = ctypes.CDLL(paths[0])
-        for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""), ("openblas", "")):
-            try:
-                corename = getattr(lib, f"{prefix}_get_corename{suffix}")
-                threads = getattr(lib, f"{prefix}_get_num_threads{suffix}")
-            except AttributeError:
-                continue
-            corename.restype = ctypes.c_char_p
-            return corename().decode(), int(threads())
-    except (OSError, IndexError):
-        pass
-    return None, None
+    from minissd.autograd._threads import blas_controls, openblas_function
+
+    corename, controls = openblas_function("get_corename"), blas_controls()
+    if corename is None or controls is None:
+        return None, None
+    corename.restype = ctypes.c_char_p
+    return corename().decode(), int(controls[0]())
 
 
 def make_case(kind, spec, batch, seed=0):

@@ -19,6 +19,7 @@ be found (then the BLAS keeps its own threads). ``MINISSD_NUM_THREADS`` sets the
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -41,8 +42,12 @@ def num_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def _find_openblas():
-    """``(get_num_threads, set_num_threads)`` of the OpenBLAS NumPy loaded, or None."""
+@functools.lru_cache(maxsize=None)
+def openblas_function(name: str):
+    """The ctypes function ``name`` (e.g. ``"get_num_threads"``) of the OpenBLAS NumPy loaded,
+    whatever its symbol prefix (``scipy_openblas...64_`` in NumPy's wheels), or None."""
+    import numpy  # noqa: F401  (loads OpenBLAS)
+
     try:
         with open("/proc/self/maps") as maps:
             paths = sorted({line.split()[-1] for line in maps if "openblas" in line})
@@ -55,27 +60,19 @@ def _find_openblas():
             continue
         for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""),
                                ("openblas", "64_"), ("openblas", "")):
-            try:
-                get = getattr(lib, f"{prefix}_get_num_threads{suffix}")
-                set_ = getattr(lib, f"{prefix}_set_num_threads{suffix}")
-            except AttributeError:
-                continue
-            get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
-            return get, set_
+            function = getattr(lib, f"{prefix}_{name}{suffix}", None)
+            if function is not None:
+                return function
     return None
 
 
-_blas = None
-_blas_searched = False
-
-
 def blas_controls():
-    global _blas, _blas_searched
-    if not _blas_searched:
-        import numpy  # noqa: F401  (loads OpenBLAS)
-
-        _blas, _blas_searched = _find_openblas(), True
-    return _blas
+    """``(get_num_threads, set_num_threads)`` of NumPy's OpenBLAS, or None."""
+    get, set_ = openblas_function("get_num_threads"), openblas_function("set_num_threads")
+    if get is None or set_ is None:
+        return None
+    get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
+    return get, set_
 
 
 def chunks(n: int, parts: int):
