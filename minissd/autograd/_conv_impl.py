@@ -45,11 +45,15 @@ and the input gradient is its adjoint, offset by offset for all images at once::
 For 3x3 padding 1 layers the saving is a few percent and the per-offset adds of ``out`` cost
 more than that when C <= 256 (measured), so they use im2col.
 
+3x3 stride-1 layers with enough channels skip all of this for Winograd's F(2x2, 3x3)
+(``_winograd``): ``correlate`` and ``backward`` hand them over.
+
 Everything goes through ``xp`` (NumPy or CuPy); on CuPy the bands are simply bigger.
 """
 
 from __future__ import annotations
 
+from . import _winograd
 from ._threads import over_batch
 
 #: Size of one band's column buffer on the CPU. 8 MiB fits the L3 cache with room for the
@@ -196,7 +200,12 @@ def correlate(xp, x, weight, stride, padding, dilation, out):
 
     x: (N, C, H, W); weight: (O, C, kh, kw); out: (N, O, Ho, Wo) C-contiguous.
     im2col: ``out[i][:, band] = W2 @ cols``. By offset (when im2col would be mostly padding):
-    ``out[:, :, ro, co] += W[:, :, u, v] @ xs`` for each offset, zeros never multiplied."""
+    ``out[:, :, ro, co] += W[:, :, u, v] @ xs`` for each offset, zeros never multiplied.
+    3x3 stride-1 layers with enough channels go through Winograd F(2x2, 3x3) (``_winograd``)."""
+    if _winograd.applies(weight.shape[2:], stride, dilation, x.shape[1], weight.shape[0],
+                         out.shape[2:]):
+        _winograd.correlate(xp, x, weight, padding, out)
+        return
     over_batch(xp, x.shape[0], _macs(weight, out), lambda lo, hi: _correlate(
         xp, x[lo:hi], weight, stride, padding, dilation, out[lo:hi]))
 
@@ -223,6 +232,17 @@ def _correlate(xp, x, weight, stride, padding, dilation, out):
     flat = out.reshape(n, o, ho * wo)
     for i, r0, r1, cols in _column_bands(xp, x, kernel, stride, padding, dilation, (ho, wo)):
         xp.matmul(w2, cols, out=flat[i, :, r0 * wo: r1 * wo])
+
+
+def backward(xp, x, g, weight, stride, padding, dilation, need_input, need_weight):
+    """``(dx, dW)`` of ``correlate`` (None where not needed), given g = dL/dout C-contiguous."""
+    if _winograd.applies(weight.shape[2:], stride, dilation, x.shape[1], weight.shape[0],
+                         g.shape[2:]):
+        return _winograd.backward(xp, x, g, weight, padding, need_input, need_weight)
+    gw = weight_grad(xp, x, g, weight.shape[2:], stride, padding, dilation) if need_weight \
+        else None
+    gx = input_grad(xp, g, weight, x.shape, stride, padding, dilation) if need_input else None
+    return gx, gw
 
 
 def weight_grad(xp, x, g, kernel, stride, padding, dilation):

@@ -140,7 +140,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
 
     When a third or so of ``cols`` would be padding zeros (SSD's fc6), the same sums run
     offset by offset instead, ``out[i][:, valid] += W[:, :, u, v] @ x[i][:, shifted]``, so the
-    zeros are never multiplied.
+    zeros are never multiplied. 3x3 stride-1 layers with enough channels (VGG's conv2_1 to
+    conv5_3) use Winograd's F(2x2, 3x3) instead: 16 GEMMs of transformed tiles, 2.25x fewer
+    multiply-adds (``minissd.autograd._winograd``).
     """
     x, weight = as_tensor(x), as_tensor(weight)
     _check_image_input("conv2d", x)
@@ -178,11 +180,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
 
     def backward(g):
         g = xp.ascontiguousarray(g)
-        gx = gw = None
-        if weight.requires_grad:
-            gw = _conv.weight_grad(xp, xdata, g, kernel, stride, padding, dilation)
-        if x.requires_grad:
-            gx = _conv.input_grad(xp, g, weight.data, x.shape, stride, padding, dilation)
+        gx, gw = _conv.backward(xp, xdata, g, weight.data, stride, padding, dilation,
+                                x.requires_grad, weight.requires_grad)
         if bias is None:
             return gx, gw
         return gx, gw, g.reshape(n, o, -1).sum(axis=2).sum(axis=0)

@@ -40,6 +40,24 @@ def test_ops_agree_with_numpy(op):
     np.testing.assert_allclose(to_numpy(gpu.grad), cpu.grad, rtol=1e-10, atol=1e-12)
 
 
+def test_winograd_conv_agrees_with_numpy():
+    """A 3x3 layer wide enough for Winograd F(2x2, 3x3), with an odd output size (cropped
+    tiles), forward and all three gradients."""
+    from minissd.autograd import _winograd
+
+    rng = np.random.default_rng(2)
+    assert _winograd.applies((3, 3), (1, 1), (1, 1), 96, 80, (9, 9))
+    arrays = [rng.standard_normal(s) for s in ((2, 96, 9, 9), (80, 96, 3, 3), (80,))]
+    pairs = [both(a) for a in arrays]
+    outs = [ag.conv2d(*(p[k] for p in pairs), padding=1) for k in (0, 1)]
+    np.testing.assert_allclose(to_numpy(outs[1].data), outs[0].data, rtol=1e-10, atol=1e-10)
+    g = rng.standard_normal(outs[0].shape)
+    outs[0].backward(g)
+    outs[1].backward(pairs[0][1].xp.asarray(g))
+    for cpu, gpu in pairs:
+        np.testing.assert_allclose(to_numpy(gpu.grad), cpu.grad, rtol=1e-10, atol=1e-10)
+
+
 def test_small_ssd_training_step_agrees_with_cpu():
     rng = np.random.default_rng(0)
     images = rng.standard_normal((2, 3, 128, 128)).astype(np.float32) * 50

@@ -1,0 +1,275 @@
+"""Winograd F(2x2, 3x3): 3x3 stride-1 convolutions with 16 multiplications per 2x2 output tile
+instead of 36 (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016).
+
+The input, padded, is cut into 4x4 tiles ``d`` starting every 2 pixels (neighbours overlap by 2
+rows or columns); each gives a 2x2 tile of the output::
+
+    out_tile = A^T [ sum_c (G w[o, c] G^T) * (B^T d[c] B) ] A        (* elementwise, 4x4)
+
+With ``U = G w G^T`` (4, 4, O, C) and ``V = B^T d B`` (4, 4, C, T) for the T tiles, the sum over
+``c`` is one GEMM per tile position ``xi = (i, j)``: 16 GEMMs of ``(O, C) @ (C, T)``, 2.25x fewer
+multiply-adds than im2col's ``(O, 9C) @ (9C, 4T)``. ``A``, ``B`` and ``G`` only hold 0, +-1 and
+1/2, so the transforms are a few adds per value (``_combine``), and float32 results stay within
+about 1e-6 of the direct sum (float64: 1e-15).
+
+Backward is the exact adjoint of those three steps, with ``dM = A dY A^T`` per output tile::
+
+    dU[xi] = dM[xi] @ V[xi].T            dW = G^T dU G
+    dV[xi] = U[xi].T @ dM[xi]            dd = B dV B^T, added back onto the overlapping tiles
+
+Tiles go in bands of tile rows (all images of the call side by side in the GEMM columns) so that
+a band's ``V`` and ``M`` stay cache-sized (``_band_tile_rows``). The transforms work on whole
+strided planes (row pass, then column pass), never on single tiles.
+"""
+
+from __future__ import annotations
+
+from ._threads import one_blas_thread, over_batch
+
+# Lavin & Gray's F(2x2, 3x3) matrices (points 0, 1, -1, infinity)
+BT = ((1, 0, -1, 0),
+      (0, 1, 1, 0),
+      (0, -1, 1, 0),
+      (0, 1, 0, -1))
+G = ((1, 0, 0),
+     (0.5, 0.5, 0.5),
+     (0.5, -0.5, 0.5),
+     (0, 0, 1))
+AT = ((1, 1, 1, 0),
+      (0, 1, -1, -1))
+
+#: Size of one band's transformed input ``V`` on the CPU (cache-sized, as im2col's bands).
+CPU_BAND_BYTES = 16 << 20
+GPU_BAND_BYTES = 512 << 20
+#: Winograd where C*O/(C+O) reaches this: below it the transforms (memory traffic ~ C + O per
+#: tile) cost more than the GEMM work saved (~ C*O per tile). Measured (bench_conv, batch 8,
+#: 2 cores, ratio to torch): conv1_2 (64 -> 64, 32) 1.04 by im2col but 1.52 by Winograd;
+#: conv2_1 (64 -> 128, 43) 0.94 -> 0.88; conv2_2 (128 -> 128, 64) 1.09 -> 1.01.
+MIN_CHANNELS = 40
+
+
+def applies(kernel, stride, dilation, channels, out_channels, out_hw):
+    """Whether ``conv2d`` goes through F(2x2, 3x3) (any padding)."""
+    return (tuple(kernel) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
+            and min(out_hw) >= 2
+            and channels * out_channels >= MIN_CHANNELS * (channels + out_channels))
+
+
+def _combine(xp, rows, parts, outs, accumulate=False):
+    """``outs[i] (+)= sum_k rows[i][k] * parts[k]`` for a small matrix ``rows`` of 0, +-1, 1/2.
+
+    ``parts`` and ``outs`` are array views of one shape; a two-term row is one NumPy call."""
+    for row, out in zip(rows, outs):
+        terms = [(coef, part) for coef, part in zip(row, parts) if coef != 0]
+        if not accumulate and len(terms) >= 2 and abs(terms[0][0]) == abs(terms[1][0]) == 1:
+            (c0, p0), (c1, p1) = terms[:2]
+            if c0 == c1:
+                xp.add(p0, p1, out=out)
+                if c0 < 0:
+                    xp.negative(out, out=out)
+            elif c0 > 0:
+                xp.subtract(p0, p1, out=out)
+            else:
+                xp.subtract(p1, p0, out=out)
+            terms = terms[2:]
+        elif not accumulate:
+            coef, part = terms.pop(0)
+            xp.multiply(part, coef, out=out)
+        for coef, part in terms:
+            if coef == 1:
+                out += part
+            elif coef == -1:
+                out -= part
+            else:
+                out += coef * part
+
+
+def _transpose(rows):
+    return tuple(zip(*rows))
+
+
+def _gg(xp, dtype):
+    """``G (x) G`` (16, 9): ``(G w G^T)[i, j] = sum_uv G[i, u] G[j, v] w[u, v]`` as one matrix."""
+    g = xp.asarray(G, dtype=dtype)
+    return xp.kron(g, g)
+
+
+def weight_transform(xp, weight):
+    """``U = G w G^T`` per (o, c): (O, C, 3, 3) -> (4, 4, O, C), C-contiguous (one GEMM)."""
+    o, c = weight.shape[:2]
+    with one_blas_thread(xp):  # it comes right before the batch threads (see one_blas_thread)
+        u = _gg(xp, weight.dtype) @ weight.reshape(o * c, 9).T
+    return u.reshape(4, 4, o, c)
+
+
+def weight_transform_adjoint(xp, du):
+    """``dW = G^T dU G`` per (o, c): (4, 4, O, C) -> (O, C, 3, 3)."""
+    o, c = du.shape[2:]
+    with one_blas_thread(xp):
+        dw = _gg(xp, du.dtype).T @ du.reshape(16, o * c)
+    return xp.ascontiguousarray(dw.reshape(3, 3, o, c).transpose(2, 3, 0, 1))
+
+
+def _tiles(out_hw):
+    """(tile rows, tile cols): 2x2 output tiles covering ``out_hw`` (the last may hang over)."""
+    return tuple(-(-s // 2) for s in out_hw)
+
+
+def _band_tile_rows(xp, n, channels, tw, itemsize):
+    budget = CPU_BAND_BYTES if xp.__name__ == "numpy" else GPU_BAND_BYTES
+    return max(1, budget // (16 * channels * n * tw * itemsize))
+
+
+def _pad(xp, x, padding, tiles):
+    """x (n, C, H, W) into a zeroed (n, C, 2 th + 2, 2 tw + 2), offset by the padding (the tiles
+    cover at least H + 2 ph rows, so everything fits)."""
+    n, c, h, w = x.shape
+    (ph, pw), (th, tw) = padding, tiles
+    xpad = xp.zeros((n, c, 2 * th + 2, 2 * tw + 2), dtype=x.dtype)
+    xpad[:, :, ph: ph + h, pw: pw + w] = x
+    return xpad
+
+
+def _input_tiles(xp, xpad, t0, t1, tw, rbuf, v):
+    """``V = B^T d B`` for tile rows [t0, t1): xpad (n, C, Hp, Wp) -> v (4, 4, C, n, rows, tw)."""
+    n, c, _, wp = xpad.shape
+    rows = t1 - t0
+    r = rbuf[: 4 * n * c * rows * wp].reshape(4, n, c, rows, wp)
+    _combine(xp, BT, [xpad[:, :, 2 * t0 + u: 2 * t1 + u: 2] for u in range(4)], r)
+    for i in range(4):
+        _combine(xp, BT, [r[i][..., u: u + 2 * tw: 2].transpose(1, 0, 2, 3) for u in range(4)],
+                 v[i])
+
+
+def _output_tiles(xp, m, out, t0, rbuf):
+    """``A^T M A``: m (4, 4, O, n, rows, tw) -> out rows [2 t0, 2 t0 + 2 rows) (n, O, Ho, Wo),
+    cropping the tiles that hang over the last row or column."""
+    _, _, o, n, rows, tw = m.shape
+    ho, wo = out.shape[2:]
+    r = rbuf[: 8 * m[0, 0].size].reshape(2, 4, o, n, rows, tw)
+    _combine(xp, AT, m, r)
+    for a in range(2):
+        ys = range(2 * t0 + a, min(2 * (t0 + rows), ho), 2)
+        for b in range(2):
+            xs = range(b, wo, 2)
+            dst = out[:, :, ys.start: ys.stop: 2, b::2].transpose(1, 0, 2, 3)
+            _combine(xp, AT[b: b + 1], [r[a, j][:, :, : len(ys), : len(xs)] for j in range(4)],
+                     [dst])
+
+
+def _grad_tiles(xp, gpad, t0, t1, rbuf, dm):
+    """``dM = A dY A^T`` (the adjoint of ``_output_tiles``): gpad (n, O, 2 th, 2 tw) -> dm
+    (4, 4, O, n, rows, tw)."""
+    n, o, _, w2 = gpad.shape
+    rows = t1 - t0
+    q = rbuf[: 4 * n * o * rows * w2].reshape(4, n, o, rows, w2)
+    a = _transpose(AT)
+    _combine(xp, a, [gpad[:, :, 2 * t0 + b: 2 * t1: 2] for b in range(2)], q)
+    for i in range(4):
+        _combine(xp, a, [q[i][..., b::2].transpose(1, 0, 2, 3) for b in range(2)], dm[i])
+
+
+def _add_input_tiles(xp, dv, dxpad, t0, rbuf):
+    """``dd = B dV B^T`` added onto the overlapping input tiles (the adjoint of
+    ``_input_tiles``): dv (4, 4, C, n, rows, tw) -> dxpad (n, C, Hp, Wp) += ..."""
+    _, _, c, n, rows, tw = dv.shape
+    wp = dxpad.shape[3]
+    r = rbuf[: 4 * n * c * rows * wp].reshape(4, n, c, rows, wp)
+    r.fill(0)
+    b = _transpose(BT)
+    for i in range(4):
+        _combine(xp, b, dv[i], [r[i][..., u: u + 2 * tw: 2].transpose(1, 0, 2, 3)
+                                for u in range(4)], accumulate=True)
+    _combine(xp, b, r, [dxpad[:, :, 2 * t0 + u: 2 * (t0 + rows) + u: 2] for u in range(4)],
+             accumulate=True)
+
+
+def _buffers(xp, n, c, o, tw, rows, wp, dtype):
+    """Reused per-band buffers: transformed input, transformed output, and row-pass scratch."""
+    cols = n * rows * tw
+    v = xp.empty(16 * c * cols, dtype=dtype)
+    m = xp.empty(16 * o * cols, dtype=dtype)
+    scratch = xp.empty(4 * n * max(c, o) * rows * max(wp, 2 * tw), dtype=dtype)
+    return v, m, scratch
+
+
+def _bands(th, rows):
+    return [(t0, min(th, t0 + rows)) for t0 in range(0, th, rows)]
+
+
+def correlate(xp, x, weight, padding, out):
+    """Forward: x (N, C, H, W), weight (O, C, 3, 3) -> out (N, O, Ho, Wo), no bias."""
+    u = weight_transform(xp, weight)
+    over_batch(xp, x.shape[0], _macs(weight, out),
+               lambda lo, hi: _correlate(xp, x[lo:hi], u, padding, out[lo:hi]))
+
+
+def _macs(weight, out):
+    return weight.size * out.shape[0] * out.shape[2] * out.shape[3]
+
+
+def _correlate(xp, x, u, padding, out):
+    n, c = x.shape[:2]
+    o = u.shape[2]
+    th, tw = _tiles(out.shape[2:])
+    xpad = _pad(xp, x, padding, (th, tw))
+    rows = _band_tile_rows(xp, n, max(c, o), tw, x.dtype.itemsize)
+    vbuf, mbuf, scratch = _buffers(xp, n, c, o, tw, min(rows, th), xpad.shape[3], x.dtype)
+    for t0, t1 in _bands(th, rows):
+        cols = n * (t1 - t0) * tw
+        v = vbuf[: 16 * c * cols].reshape(4, 4, c, n, t1 - t0, tw)
+        m = mbuf[: 16 * o * cols].reshape(4, 4, o, n, t1 - t0, tw)
+        _input_tiles(xp, xpad, t0, t1, tw, scratch, v)
+        for i in range(4):
+            for j in range(4):
+                xp.matmul(u[i, j], v[i, j].reshape(c, cols), out=m[i, j].reshape(o, cols))
+        _output_tiles(xp, m, out, t0, scratch)
+
+
+def backward(xp, x, g, weight, padding, need_input, need_weight):
+    """``(dx, dW)`` (each None where not needed) from x (N, C, H, W), g = dL/dout (N, O, Ho, Wo)
+    and weight (O, C, 3, 3); on the CPU each thread takes its share of the images."""
+    u = weight_transform(xp, weight)
+    dx = xp.empty(x.shape, dtype=g.dtype) if need_input else None
+    parts = over_batch(xp, x.shape[0], 2 * _macs(weight, g), lambda lo, hi: _backward(
+        xp, x[lo:hi], g[lo:hi], u, padding, None if dx is None else dx[lo:hi], need_weight))
+    if not need_weight:
+        return dx, None
+    du = parts[0]
+    for part in parts[1:]:
+        du += part
+    return dx, weight_transform_adjoint(xp, du)
+
+
+def _backward(xp, x, g, u, padding, dx, need_weight):
+    n, c, h, w = x.shape
+    o = u.shape[2]
+    th, tw = _tiles(g.shape[2:])
+    ph, pw = padding
+    gpad = xp.zeros((n, o, 2 * th, 2 * tw), dtype=g.dtype)
+    gpad[:, :, : g.shape[2], : g.shape[3]] = g
+    xpad = _pad(xp, x, padding, (th, tw)) if need_weight else None
+    dxpad = xp.zeros((n, c, 2 * th + 2, 2 * tw + 2), dtype=g.dtype) if dx is not None else None
+    du = xp.zeros((4, 4, o, c), dtype=g.dtype) if need_weight else None
+    part = xp.empty((o, c), dtype=g.dtype)
+    rows = _band_tile_rows(xp, n, max(c, o), tw, g.dtype.itemsize)
+    vbuf, mbuf, scratch = _buffers(xp, n, c, o, tw, min(rows, th), 2 * tw + 2, g.dtype)
+    for t0, t1 in _bands(th, rows):
+        cols = n * (t1 - t0) * tw
+        v = vbuf[: 16 * c * cols].reshape(4, 4, c, n, t1 - t0, tw)
+        dm = mbuf[: 16 * o * cols].reshape(4, 4, o, n, t1 - t0, tw)
+        _grad_tiles(xp, gpad, t0, t1, scratch, dm)
+        if need_weight:
+            _input_tiles(xp, xpad, t0, t1, tw, scratch, v)
+            for i in range(4):
+                for j in range(4):
+                    xp.matmul(dm[i, j].reshape(o, cols), v[i, j].reshape(c, cols).T, out=part)
+                    du[i, j] += part
+        if dx is not None:
+            for i in range(4):
+                for j in range(4):
+                    xp.matmul(u[i, j].T, dm[i, j].reshape(o, cols), out=v[i, j].reshape(c, cols))
+            _add_input_tiles(xp, v, dxpad, t0, scratch)
+    if dx is not None:
+        dx[...] = dxpad[:, :, ph: ph + h, pw: pw + w]
+    return du

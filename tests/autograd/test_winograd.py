@@ -1,0 +1,140 @@
+"""Winograd F(2x2, 3x3) (``minissd.autograd._winograd``): the matrices satisfy the minimal
+filtering identity, and conv2d through Winograd gives the numbers of the im2col path (itself
+checked against torch) for the forward pass and both gradients, on hypothesis-drawn shapes and
+paddings, with one and several bands, on any thread count; its gradients pass gradcheck."""
+
+import contextlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minissd.autograd import Tensor, _threads, _winograd, gradcheck
+from minissd.autograd import functional as F
+
+seeds = st.integers(0, 2**32 - 1)
+
+
+@given(d=st.lists(st.floats(-10, 10), min_size=4, max_size=4),
+       g=st.lists(st.floats(-10, 10), min_size=3, max_size=3))
+def test_matrices_give_two_outputs_of_a_3_tap_correlation(d, g):
+    """F(2, 3) in one dimension: ``A^T [(G g) * (B^T d)] = [d0 g0 + d1 g1 + d2 g2, d1 g0 + ...]``;
+    the 2-D algorithm nests it along rows and columns."""
+    at, bt, gm = (np.array(m, dtype=np.float64) for m in (_winograd.AT, _winograd.BT,
+                                                          _winograd.G))
+    d, g = np.array(d), np.array(g)
+    direct = [d[0:3] @ g, d[1:4] @ g]
+    np.testing.assert_allclose(at @ ((gm @ g) * (bt @ d)), direct, rtol=1e-12, atol=1e-9)
+
+
+@contextlib.contextmanager
+def forced(winograd, band_bytes=_winograd.CPU_BAND_BYTES, threads=None):
+    """Winograd on (for any channel count) or off; a band size; a thread count with no minimum
+    work (hypothesis refuses function-scoped fixtures, so no monkeypatch)."""
+    import os
+
+    saved = (_winograd.MIN_CHANNELS, _winograd.CPU_BAND_BYTES, _threads.MIN_PARALLEL_WORK,
+             os.environ.get("MINISSD_NUM_THREADS"))
+    _winograd.MIN_CHANNELS = 0 if winograd else 10**9
+    _winograd.CPU_BAND_BYTES = band_bytes
+    if threads is not None:
+        _threads.MIN_PARALLEL_WORK = 0
+        os.environ["MINISSD_NUM_THREADS"] = str(threads)
+    try:
+        yield
+    finally:
+        _winograd.MIN_CHANNELS, _winograd.CPU_BAND_BYTES, _threads.MIN_PARALLEL_WORK = saved[:3]
+        if threads is not None:
+            if saved[3] is None:
+                del os.environ["MINISSD_NUM_THREADS"]
+            else:
+                os.environ["MINISSD_NUM_THREADS"] = saved[3]
+
+
+def _conv(arrays, padding, need_input=True, bias=True):
+    """Output and gradients (x, weight, bias) of conv2d under a fixed upstream gradient."""
+    x, w, b = (Tensor(a.copy(), requires_grad=req) for a, req in
+               zip(arrays, (need_input, True, True)))
+    y = F.conv2d(x, w, b if bias else None, padding=padding)
+    g = np.random.default_rng(1).standard_normal(y.shape).astype(y.dtype)
+    y.backward(g)
+    return [y.data, x.grad, w.grad] + ([b.grad] if bias else [])
+
+
+@st.composite
+def case(draw):
+    padding = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+    # outputs of at least 2x2 (Winograd's smallest tile); odd sizes crop the last tile
+    h, w = (draw(st.integers(max(1, 4 - 2 * p), 13 - p)) for p in padding)
+    n, c, o = draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    rng = np.random.default_rng(draw(seeds))
+    arrays = [rng.standard_normal(s) for s in ((n, c, h, w), (o, c, 3, 3), (o,))]
+    return arrays, padding
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=case(), band_bytes=st.sampled_from([1, 3000, 1 << 20]),
+       need_input=st.booleans(), bias=st.booleans())
+def test_winograd_equals_im2col(case, band_bytes, need_input, bias):
+    """``band_bytes`` 1: one tile row per band; 3000: a few; 1 MiB: the whole image."""
+    arrays, padding = case
+    with forced(False):
+        reference = _conv(arrays, padding, need_input, bias)
+    with forced(True, band_bytes):
+        ours = _conv(arrays, padding, need_input, bias)
+    for a, b in zip(ours, reference):
+        if b is None:
+            assert a is None
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
+@settings(max_examples=15, deadline=None)
+@given(case=case(), threads=st.integers(2, 3))
+def test_winograd_gives_the_same_numbers_on_any_thread_count(case, threads):
+    arrays, padding = case
+    with forced(True, threads=1):
+        one = _conv(arrays, padding)
+    with forced(True, threads=threads):
+        many = _conv(arrays, padding)
+    for a, b in zip(one, many):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(case=case())
+def test_winograd_gradcheck(case):
+    arrays, padding = case
+    with forced(True, band_bytes=3000):
+        assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, padding=padding),
+                         *(Tensor(a, requires_grad=True) for a in arrays))
+
+
+def test_float32_error_stays_small():
+    """At a VGG-like layer the float32 result is as close to float64 as im2col's."""
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal((2, 64, 19, 19)), rng.standard_normal((64, 64, 3, 3)) * 0.05,
+              rng.standard_normal(64)]
+    exact = _conv(arrays, (1, 1))
+    errors = {}
+    for winograd in (True, False):
+        with forced(winograd):
+            got = _conv([a.astype(np.float32) for a in arrays], (1, 1))
+        errors[winograd] = max(np.abs(a - b).max() / np.abs(b).max() for a, b in zip(got, exact))
+    assert errors[True] < 1e-5
+    assert errors[True] < 4 * errors[False]
+
+
+@pytest.mark.parametrize("kernel, stride, dilation, c, o, out_hw, expected", [
+    ((3, 3), (1, 1), (1, 1), 512, 512, (19, 19), True),  # conv5_x
+    ((3, 3), (1, 1), (1, 1), 64, 128, (150, 150), True),  # conv2_1
+    ((3, 3), (1, 1), (1, 1), 64, 64, (300, 300), False),  # conv1_2: the transforms cost more
+    ((3, 3), (1, 1), (1, 1), 512, 24, (38, 38), False),  # a loc head: few output channels
+    ((3, 3), (1, 1), (6, 6), 512, 1024, (19, 19), False),  # fc6: dilated
+    ((3, 3), (2, 2), (1, 1), 256, 512, (10, 10), False),  # conv8_2: stride 2
+    ((1, 1), (1, 1), (1, 1), 1024, 1024, (19, 19), False),  # fc7
+    ((3, 3), (1, 1), (1, 1), 128, 256, (1, 1), False),  # conv11_2: a single output
+])
+def test_which_layers_use_winograd(kernel, stride, dilation, c, o, out_hw, expected):
+    assert _winograd.applies(kernel, stride, dilation, c, o, out_hw) is expected
