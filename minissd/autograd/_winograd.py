@@ -39,8 +39,11 @@ AT = ((1, 1, 1, 0),
       (0, 1, -1, -1))
 
 #: Size of one band's transformed input ``V`` on the CPU (cache-sized, as im2col's bands).
-CPU_BAND_BYTES = 16 << 20
+CPU_BAND_BYTES = 8 << 20
 GPU_BAND_BYTES = 512 << 20
+#: GEMMs get at least this many columns (tiles) when the images of a call have them: fewer, and
+#: repacking the (O, C) matrix of each of the 16 GEMMs costs more than it is worth.
+MIN_GEMM_COLUMNS = 384
 #: Winograd where C*O/(C+O) reaches this: below it the transforms (memory traffic ~ C + O per
 #: tile) cost more than the GEMM work saved (~ C*O per tile). Measured (bench_conv, batch 8,
 #: 2 cores, ratio to torch): conv1_2 (64 -> 64, 32) 1.04 by im2col but 1.52 by Winograd;
@@ -120,14 +123,21 @@ def _band_tile_rows(xp, n, channels, tw, itemsize):
     return max(1, budget // (16 * channels * n * tw * itemsize))
 
 
-def _pad(xp, x, padding, tiles):
-    """x (n, C, H, W) into a zeroed (n, C, 2 th + 2, 2 tw + 2), offset by the padding (the tiles
-    cover at least H + 2 ph rows, so everything fits)."""
-    n, c, h, w = x.shape
+def _padded(xp, shape, padding, tiles, dtype):
+    """A zeroed (n, C, 2 th + 2, 2 tw + 2) buffer and the view of it where the (n, C, H, W)
+    images go, offset by the padding (the tiles cover at least H + 2 ph rows, so they fit).
+    Only the interior is written afterwards: the border stays zero."""
+    n, c, h, w = shape
     (ph, pw), (th, tw) = padding, tiles
-    xpad = xp.zeros((n, c, 2 * th + 2, 2 * tw + 2), dtype=x.dtype)
-    xpad[:, :, ph: ph + h, pw: pw + w] = x
-    return xpad
+    buf = xp.zeros((n, c, 2 * th + 2, 2 * tw + 2), dtype=dtype)
+    return buf, buf[:, :, ph: ph + h, pw: pw + w]
+
+
+def _image_groups(n, tiles_per_image):
+    """Images in groups of at least ``MIN_GEMM_COLUMNS`` tiles (one image when it has that many):
+    small maps share their GEMMs, large ones keep the padded copies to one image's size."""
+    size = max(1, -(-MIN_GEMM_COLUMNS // tiles_per_image))
+    return [(i, min(n, i + size)) for i in range(0, n, size)]
 
 
 def _input_tiles(xp, xpad, t0, t1, tw, rbuf, v):
@@ -212,18 +222,23 @@ def _correlate(xp, x, u, padding, out):
     n, c = x.shape[:2]
     o = u.shape[2]
     th, tw = _tiles(out.shape[2:])
-    xpad = _pad(xp, x, padding, (th, tw))
-    rows = _band_tile_rows(xp, n, max(c, o), tw, x.dtype.itemsize)
-    vbuf, mbuf, scratch = _buffers(xp, n, c, o, tw, min(rows, th), xpad.shape[3], x.dtype)
-    for t0, t1 in _bands(th, rows):
-        cols = n * (t1 - t0) * tw
-        v = vbuf[: 16 * c * cols].reshape(4, 4, c, n, t1 - t0, tw)
-        m = mbuf[: 16 * o * cols].reshape(4, 4, o, n, t1 - t0, tw)
-        _input_tiles(xp, xpad, t0, t1, tw, scratch, v)
-        for i in range(4):
-            for j in range(4):
-                xp.matmul(u[i, j], v[i, j].reshape(c, cols), out=m[i, j].reshape(o, cols))
-        _output_tiles(xp, m, out, t0, scratch)
+    groups = _image_groups(n, th * tw)
+    k = groups[0][1]  # images per group
+    xpad, inner = _padded(xp, (k, *x.shape[1:]), padding, (th, tw), x.dtype)
+    rows = _band_tile_rows(xp, k, max(c, o), tw, x.dtype.itemsize)
+    vbuf, mbuf, scratch = _buffers(xp, k, c, o, tw, min(rows, th), xpad.shape[3], x.dtype)
+    for i0, i1 in groups:
+        m_ = i1 - i0
+        inner[:m_] = x[i0:i1]
+        for t0, t1 in _bands(th, rows):
+            cols = m_ * (t1 - t0) * tw
+            v = vbuf[: 16 * c * cols].reshape(4, 4, c, m_, t1 - t0, tw)
+            m = mbuf[: 16 * o * cols].reshape(4, 4, o, m_, t1 - t0, tw)
+            _input_tiles(xp, xpad[:m_], t0, t1, tw, scratch, v)
+            for i in range(4):
+                for j in range(4):
+                    xp.matmul(u[i, j], v[i, j].reshape(c, cols), out=m[i, j].reshape(o, cols))
+            _output_tiles(xp, m, out[i0:i1], t0, scratch)
 
 
 def backward(xp, x, g, weight, padding, need_input, need_weight):
@@ -243,33 +258,44 @@ def backward(xp, x, g, weight, padding, need_input, need_weight):
 
 def _backward(xp, x, g, u, padding, dx, need_weight):
     n, c, h, w = x.shape
-    o = u.shape[2]
-    th, tw = _tiles(g.shape[2:])
-    ph, pw = padding
-    gpad = xp.zeros((n, o, 2 * th, 2 * tw), dtype=g.dtype)
-    gpad[:, :, : g.shape[2], : g.shape[3]] = g
-    xpad = _pad(xp, x, padding, (th, tw)) if need_weight else None
-    dxpad = xp.zeros((n, c, 2 * th + 2, 2 * tw + 2), dtype=g.dtype) if dx is not None else None
-    du = xp.zeros((4, 4, o, c), dtype=g.dtype) if need_weight else None
-    part = xp.empty((o, c), dtype=g.dtype)
-    rows = _band_tile_rows(xp, n, max(c, o), tw, g.dtype.itemsize)
-    vbuf, mbuf, scratch = _buffers(xp, n, c, o, tw, min(rows, th), 2 * tw + 2, g.dtype)
-    for t0, t1 in _bands(th, rows):
-        cols = n * (t1 - t0) * tw
-        v = vbuf[: 16 * c * cols].reshape(4, 4, c, n, t1 - t0, tw)
-        dm = mbuf[: 16 * o * cols].reshape(4, 4, o, n, t1 - t0, tw)
-        _grad_tiles(xp, gpad, t0, t1, scratch, dm)
-        if need_weight:
-            _input_tiles(xp, xpad, t0, t1, tw, scratch, v)
-            for i in range(4):
-                for j in range(4):
-                    xp.matmul(dm[i, j].reshape(o, cols), v[i, j].reshape(c, cols).T, out=part)
-                    du[i, j] += part
-        if dx is not None:
-            for i in range(4):
-                for j in range(4):
-                    xp.matmul(u[i, j].T, dm[i, j].reshape(o, cols), out=v[i, j].reshape(c, cols))
-            _add_input_tiles(xp, v, dxpad, t0, scratch)
+    o, (ho, wo) = u.shape[2], g.shape[2:]
+    th, tw = _tiles((ho, wo))
+    groups = _image_groups(n, th * tw)
+    k = groups[0][1]
+    gpad = xp.zeros((k, o, 2 * th, 2 * tw), dtype=g.dtype)  # tiles hanging over: zero gradient
+    if need_weight:
+        xpad, inner = _padded(xp, (k, c, h, w), padding, (th, tw), x.dtype)
+        du = xp.zeros((4, 4, o, c), dtype=g.dtype)
+        part = xp.empty((o, c), dtype=g.dtype)
     if dx is not None:
-        dx[...] = dxpad[:, :, ph: ph + h, pw: pw + w]
-    return du
+        dxpad, dinner = _padded(xp, (k, c, h, w), padding, (th, tw), g.dtype)
+    rows = _band_tile_rows(xp, k, max(c, o), tw, g.dtype.itemsize)
+    vbuf, mbuf, scratch = _buffers(xp, k, c, o, tw, min(rows, th), 2 * tw + 2, g.dtype)
+    for i0, i1 in groups:
+        m_ = i1 - i0
+        gpad[:m_, :, :ho, :wo] = g[i0:i1]
+        if need_weight:
+            inner[:m_] = x[i0:i1]
+        if dx is not None:
+            dxpad.fill(0)
+        for t0, t1 in _bands(th, rows):
+            cols = m_ * (t1 - t0) * tw
+            v = vbuf[: 16 * c * cols].reshape(4, 4, c, m_, t1 - t0, tw)
+            dm = mbuf[: 16 * o * cols].reshape(4, 4, o, m_, t1 - t0, tw)
+            _grad_tiles(xp, gpad[:m_], t0, t1, scratch, dm)
+            if need_weight:
+                _input_tiles(xp, xpad[:m_], t0, t1, tw, scratch, v)
+                for i in range(4):
+                    for j in range(4):
+                        xp.matmul(dm[i, j].reshape(o, cols), v[i, j].reshape(c, cols).T,
+                                  out=part)
+                        du[i, j] += part
+            if dx is not None:
+                for i in range(4):
+                    for j in range(4):
+                        xp.matmul(u[i, j].T, dm[i, j].reshape(o, cols),
+                                  out=v[i, j].reshape(c, cols))
+                _add_input_tiles(xp, v, dxpad[:m_], t0, scratch)
+        if dx is not None:
+            dx[i0:i1] = dinner[:m_]
+    return du if need_weight else None

@@ -29,27 +29,30 @@ def test_matrices_give_two_outputs_of_a_3_tap_correlation(d, g):
 
 
 @contextlib.contextmanager
-def forced(winograd, band_bytes=_winograd.CPU_BAND_BYTES, threads=None):
-    """Winograd on (for any channel count) or off; a band size; a thread count with no minimum
-    work (hypothesis refuses function-scoped fixtures, so no monkeypatch)."""
+def forced(winograd, band_bytes=_winograd.CPU_BAND_BYTES, threads=None,
+           group_columns=_winograd.MIN_GEMM_COLUMNS):
+    """Winograd on (for any channel count) or off; a band size; the image grouping; a thread
+    count with no minimum work (hypothesis refuses function-scoped fixtures: no monkeypatch)."""
     import os
 
-    saved = (_winograd.MIN_CHANNELS, _winograd.CPU_BAND_BYTES, _threads.MIN_PARALLEL_WORK,
-             os.environ.get("MINISSD_NUM_THREADS"))
+    saved = (_winograd.MIN_CHANNELS, _winograd.CPU_BAND_BYTES, _winograd.MIN_GEMM_COLUMNS,
+             _threads.MIN_PARALLEL_WORK, os.environ.get("MINISSD_NUM_THREADS"))
     _winograd.MIN_CHANNELS = 0 if winograd else 10**9
     _winograd.CPU_BAND_BYTES = band_bytes
+    _winograd.MIN_GEMM_COLUMNS = group_columns
     if threads is not None:
         _threads.MIN_PARALLEL_WORK = 0
         os.environ["MINISSD_NUM_THREADS"] = str(threads)
     try:
         yield
     finally:
-        _winograd.MIN_CHANNELS, _winograd.CPU_BAND_BYTES, _threads.MIN_PARALLEL_WORK = saved[:3]
+        (_winograd.MIN_CHANNELS, _winograd.CPU_BAND_BYTES, _winograd.MIN_GEMM_COLUMNS,
+         _threads.MIN_PARALLEL_WORK) = saved[:4]
         if threads is not None:
-            if saved[3] is None:
+            if saved[4] is None:
                 del os.environ["MINISSD_NUM_THREADS"]
             else:
-                os.environ["MINISSD_NUM_THREADS"] = saved[3]
+                os.environ["MINISSD_NUM_THREADS"] = saved[4]
 
 
 def _conv(arrays, padding, need_input=True, bias=True):
@@ -75,13 +78,15 @@ def case(draw):
 
 @settings(max_examples=60, deadline=None)
 @given(case=case(), band_bytes=st.sampled_from([1, 3000, 1 << 20]),
-       need_input=st.booleans(), bias=st.booleans())
-def test_winograd_equals_im2col(case, band_bytes, need_input, bias):
-    """``band_bytes`` 1: one tile row per band; 3000: a few; 1 MiB: the whole image."""
+       group_columns=st.sampled_from([1, 20, 384]), need_input=st.booleans(), bias=st.booleans())
+def test_winograd_equals_im2col(case, band_bytes, group_columns, need_input, bias):
+    """``band_bytes`` 1: one tile row per band; 3000: a few; 1 MiB: the whole image.
+    ``group_columns`` 1: one image per group; 20: groups of a few images, the last one often
+    smaller."""
     arrays, padding = case
     with forced(False):
         reference = _conv(arrays, padding, need_input, bias)
-    with forced(True, band_bytes):
+    with forced(True, band_bytes, group_columns=group_columns):
         ours = _conv(arrays, padding, need_input, bias)
     for a, b in zip(ours, reference):
         if b is None:
