@@ -156,10 +156,40 @@ def offset_ranges(size, out, kernel, stride, padding, dilation=1):
 
 
 def _taps(x_hw, out_hw, kernel, stride, padding, dilation):
-    """Every kernel offset ``(u, v)`` that reaches the input, with its output and input slices."""
+    """Every kernel offset ``(u, v)`` that reaches the input, with its output and input slices,
+    the largest blocks first (so that a sum over offsets can start with one that covers all)."""
     rows, cols = (list(offset_ranges(*a)) for a in zip(x_hw, out_hw, kernel, stride, padding,
                                                          dilation))
-    return [(u, v, ro, co, ri, ci) for u, ro, ri in rows for v, co, ci in cols]
+    taps = [(u, v, ro, co, ri, ci) for u, ro, ri in rows for v, co, ci in cols]
+    return sorted(taps, key=lambda t: -(t[2].stop - t[2].start) * (t[3].stop - t[3].start))
+
+
+def _sum_offsets(xp, dst, blocks):
+    """``dst`` (N, K, H, W) = the sum over kernel offsets of their GEMM products.
+
+    ``blocks`` yields ``(rows, cols, a, b)``: the product ``a @ b``, ``(K, N*r*c)``, belongs at
+    ``dst[:, :, rows, cols]``. The sum runs in the GEMMs' own layout ``(K, N, H, W)`` (plain
+    adds, no transposes) and is transposed into ``dst`` once. A first block covering all of
+    ``dst`` (fc6's kernel centre; ``_taps`` puts the largest first) is written straight into
+    the sum, so there is no zero fill."""
+    n, k, h, w = dst.shape
+    acc = xp.empty((k, n, h, w), dtype=dst.dtype)
+    part = xp.empty(acc.size, dtype=dst.dtype)
+    started = False
+    for rows, cols, a, b in blocks:
+        r, c = len(range(h)[rows]), len(range(w)[cols])
+        if not started and (r, c) == (h, w):
+            xp.matmul(a, b, out=acc.reshape(k, -1))
+        else:
+            if not started:
+                acc.fill(0)
+            res = part[: k * b.shape[1]].reshape(k, b.shape[1])
+            xp.matmul(a, b, out=res)
+            acc[:, :, rows, cols] += res.reshape(k, n, r, c)
+        started = True
+    if not started:  # no offset meets the input: all padding
+        acc.fill(0)
+    dst[...] = acc.transpose(1, 0, 2, 3)
 
 
 def padding_share(x_hw, out_hw, kernel, stride, padding, dilation):
@@ -219,14 +249,8 @@ def _correlate(xp, x, weight, stride, padding, dilation, out):
     kernel = weight.shape[2:]
     if _by_offset(x, (ho, wo), kernel, stride, padding, dilation):
         wk = xp.ascontiguousarray(weight.transpose(2, 3, 0, 1))  # (kh, kw, O, C)
-        part = xp.empty(out.size, dtype=out.dtype)
-        out.fill(0)
-        for u, v, ro, co, xs in _offset_blocks(xp, x, (ho, wo), kernel, stride, padding,
-                                               dilation):
-            res = part[: o * xs.shape[1]].reshape(o, xs.shape[1])
-            xp.matmul(wk[u, v], xs, out=res)
-            out[:, :, ro, co] += res.reshape(o, n, ro.stop - ro.start,
-                                             co.stop - co.start).transpose(1, 0, 2, 3)
+        blocks = _offset_blocks(xp, x, (ho, wo), kernel, stride, padding, dilation)
+        _sum_offsets(xp, out, ((ro, co, wk[u, v], xs) for u, v, ro, co, xs in blocks))
         return
     w2 = xp.ascontiguousarray(weight).reshape(o, -1)  # (O, C*kh*kw)
     flat = out.reshape(n, o, ho * wo)
@@ -255,23 +279,21 @@ def weight_grad(xp, x, g, kernel, stride, padding, dilation):
                                                    padding, dilation))
     for part in parts[1:]:
         parts[0] += part
-    return parts[0]
+    return xp.ascontiguousarray(parts[0])
 
 
 def _weight_grad(xp, x, g, kernel, stride, padding, dilation):
     n, o, ho, wo = g.shape
     c = x.shape[1]
     if _by_offset(x, (ho, wo), kernel, stride, padding, dilation):
-        gw = xp.zeros((kernel[0], kernel[1], o, c), dtype=g.dtype)
-        part = xp.empty((o, c), dtype=g.dtype)
+        gw = xp.zeros((kernel[0], kernel[1], o, c), dtype=g.dtype)  # offsets reaching nothing
         gbuf = xp.empty(g.size, dtype=g.dtype)
         for u, v, ro, co, xs in _offset_blocks(xp, x, (ho, wo), kernel, stride, padding,
                                                dilation):
             gs = gbuf[: o * xs.shape[1]].reshape(o, n, ro.stop - ro.start, co.stop - co.start)
             xp.copyto(gs, g[:, :, ro, co].transpose(1, 0, 2, 3))
-            xp.matmul(gs.reshape(o, xs.shape[1]), xs.T, out=part)
-            gw[u, v] += part
-        return xp.ascontiguousarray(gw.transpose(2, 3, 0, 1))
+            xp.matmul(gs.reshape(o, xs.shape[1]), xs.T, out=gw[u, v])
+        return gw.transpose(2, 3, 0, 1)  # a view: the threads' parts are summed, then copied
     k = c * kernel[0] * kernel[1]
     gflat = g.reshape(n, o, ho * wo)
     gw = xp.zeros((o, k), dtype=g.dtype)
@@ -302,18 +324,18 @@ def _input_grad(xp, g, weight, stride, padding, dilation, dx):
     (ph, pw), (dh, dw) = padding, dilation
     if _by_offset(dx, g.shape[2:], (kh, kw), stride, padding, dilation):
         # the adjoint of the forward by offset: dx[:, :, ri, ci] += W[:, :, u, v].T @ gs
-        wk = xp.ascontiguousarray(weight.transpose(2, 3, 1, 0))  # (kh, kw, C, O)
-        taps = _taps((h, w), g.shape[2:], (kh, kw), stride, padding, dilation)
+        wk = xp.ascontiguousarray(weight.transpose(2, 3, 0, 1))  # (kh, kw, O, C), used as .T
         gbuf = xp.empty(g.size, dtype=g.dtype)
-        part = xp.empty(dx.size, dtype=g.dtype)
-        dx.fill(0)
-        for u, v, ro, co, ri, ci in taps:
-            block = (o, n, ro.stop - ro.start, co.stop - co.start)
-            gs = gbuf[: o * n * block[2] * block[3]].reshape(block)
-            xp.copyto(gs, g[:, :, ro, co].transpose(1, 0, 2, 3))
-            res = part[: c * gs[0].size].reshape(c, gs[0].size)
-            xp.matmul(wk[u, v], gs.reshape(o, -1), out=res)
-            dx[:, :, ri, ci] += res.reshape(c, *block[1:]).transpose(1, 0, 2, 3)
+
+        def blocks():
+            for u, v, ro, co, ri, ci in _taps((h, w), g.shape[2:], (kh, kw), stride, padding,
+                                              dilation):
+                gs = gbuf[: o * n * (ro.stop - ro.start) * (co.stop - co.start)].reshape(
+                    o, n, ro.stop - ro.start, co.stop - co.start)
+                xp.copyto(gs, g[:, :, ro, co].transpose(1, 0, 2, 3))
+                yield ri, ci, wk[u, v].T, gs.reshape(o, -1)
+
+        _sum_offsets(xp, dx, blocks())
         return dx
     if stride == (1, 1) and o <= FLIP_MAX_CHANNEL_RATIO * c:
         # a correlation of g with the flipped, channel-swapped kernel

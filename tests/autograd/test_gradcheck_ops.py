@@ -211,7 +211,9 @@ def test_max_pool2d(case, seed):
 
 @given(shape=array_shapes(min_dims=2, max_dims=4, min_side=1, max_side=4), seed=seeds)
 def test_l2_normalize(shape, seed):
-    x = leaf(shape, seed)
+    # away from zero: with one channel and |x| ~ 1e-4 the function is a near-step (slope
+    # eps / |x|^3) and central differences with step 1e-6 miss by more than the tolerance
+    x = leaf(shape, seed, away_from_zero=1e-2)
     assert gradcheck(lambda x: ag.l2_normalize(x, axis=1), x)
     y = ag.l2_normalize(x, axis=1).data
     big = (x.data ** 2).sum(axis=1) > 1e-4  # away from the eps floor: unit length
