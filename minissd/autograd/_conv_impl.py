@@ -252,7 +252,7 @@ def _correlate(xp, x, weight, stride, padding, dilation, out):
         blocks = _offset_blocks(xp, x, (ho, wo), kernel, stride, padding, dilation)
         _sum_offsets(xp, out, ((ro, co, wk[u, v], xs) for u, v, ro, co, xs in blocks))
         return
-    w2 = xp.ascontiguousarray(weight).reshape(o, -1)  # (O, C*kh*kw)
+    w2 = weight.reshape(o, -1)  # (O, C*kh*kw); a view where it can be (1x1 flipped: W.T)
     flat = out.reshape(n, o, ho * wo)
     for i, r0, r1, cols in _column_bands(xp, x, kernel, stride, padding, dilation, (ho, wo)):
         xp.matmul(w2, cols, out=flat[i, :, r0 * wo: r1 * wo])
