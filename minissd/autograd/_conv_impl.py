@@ -204,9 +204,18 @@ def padding_share(x_hw, out_hw, kernel, stride, padding, dilation):
 BY_OFFSET_PADDING_SHARE = 0.25
 
 
-def _by_offset(x, out_hw, kernel, stride, padding, dilation):
-    return padding_share(x.shape[2:], out_hw, kernel, stride, padding,
+def _by_offset(x_shape, out_hw, kernel, stride, padding, dilation):
+    return padding_share(x_shape[2:], out_hw, kernel, stride, padding,
                          dilation) > BY_OFFSET_PADDING_SHARE
+
+
+def _offset_weights(xp, weight):
+    """``weight`` (O, C, kh, kw) as (kh, kw, O, C): one (O, C) GEMM operand per offset. Made once
+    per call before the batch threads, the strided copy split between them by output channel."""
+    wk = xp.empty((*weight.shape[2:], *weight.shape[:2]), dtype=weight.dtype)
+    over_batch(xp, weight.shape[0], weight.size, lambda lo, hi: xp.copyto(
+        wk[:, :, lo:hi], weight[lo:hi].transpose(2, 3, 0, 1)))
+    return wk
 
 
 def _offset_blocks(xp, x, out_hw, kernel, stride, padding, dilation):
@@ -236,19 +245,22 @@ def correlate(xp, x, weight, stride, padding, dilation, out):
                          out.shape[2:]):
         _winograd.correlate(xp, x, weight, padding, out)
         return
+    by_offset = _by_offset(x.shape, out.shape[2:], weight.shape[2:], stride, padding, dilation)
+    wk = _offset_weights(xp, weight) if by_offset else None
     over_batch(xp, x.shape[0], _macs(weight, out), lambda lo, hi: _correlate(
-        xp, x[lo:hi], weight, stride, padding, dilation, out[lo:hi]))
+        xp, x[lo:hi], weight, stride, padding, dilation, out[lo:hi], wk))
 
 
 def _macs(weight, out):
     return weight.size * out.shape[0] * out.shape[2] * out.shape[3]
 
 
-def _correlate(xp, x, weight, stride, padding, dilation, out):
+def _correlate(xp, x, weight, stride, padding, dilation, out, wk=None):
+    """``correlate`` on a share of the images; ``wk``: ``_offset_weights`` if already made."""
     n, o, ho, wo = out.shape
     kernel = weight.shape[2:]
-    if _by_offset(x, (ho, wo), kernel, stride, padding, dilation):
-        wk = xp.ascontiguousarray(weight.transpose(2, 3, 0, 1))  # (kh, kw, O, C)
+    if _by_offset(x.shape, (ho, wo), kernel, stride, padding, dilation):
+        wk = _offset_weights(xp, weight) if wk is None else wk
         blocks = _offset_blocks(xp, x, (ho, wo), kernel, stride, padding, dilation)
         _sum_offsets(xp, out, ((ro, co, wk[u, v], xs) for u, v, ro, co, xs in blocks))
         return
@@ -285,7 +297,7 @@ def weight_grad(xp, x, g, kernel, stride, padding, dilation):
 def _weight_grad(xp, x, g, kernel, stride, padding, dilation):
     n, o, ho, wo = g.shape
     c = x.shape[1]
-    if _by_offset(x, (ho, wo), kernel, stride, padding, dilation):
+    if _by_offset(x.shape, (ho, wo), kernel, stride, padding, dilation):
         gw = xp.zeros((kernel[0], kernel[1], o, c), dtype=g.dtype)  # offsets reaching nothing
         gbuf = xp.empty(g.size, dtype=g.dtype)
         for u, v, ro, co, xs in _offset_blocks(xp, x, (ho, wo), kernel, stride, padding,
@@ -313,18 +325,19 @@ FLIP_MAX_CHANNEL_RATIO = 1
 def input_grad(xp, g, weight, x_shape, stride, padding, dilation):
     """``dx`` (N, C, H, W) from ``g`` (N, O, Ho, Wo) C-contiguous and ``weight`` (O, C, kh, kw)."""
     dx = xp.empty(x_shape, dtype=g.dtype)
+    by_offset = _by_offset(x_shape, g.shape[2:], weight.shape[2:], stride, padding, dilation)
+    wk = _offset_weights(xp, weight) if by_offset else None
     over_batch(xp, g.shape[0], _macs(weight, g), lambda lo, hi: _input_grad(
-        xp, g[lo:hi], weight, stride, padding, dilation, dx[lo:hi]))
+        xp, g[lo:hi], weight, stride, padding, dilation, dx[lo:hi], wk))
     return dx
 
 
-def _input_grad(xp, g, weight, stride, padding, dilation, dx):
+def _input_grad(xp, g, weight, stride, padding, dilation, dx, wk):
     o, c, kh, kw = weight.shape
     n, _, h, w = dx.shape
     (ph, pw), (dh, dw) = padding, dilation
-    if _by_offset(dx, g.shape[2:], (kh, kw), stride, padding, dilation):
+    if wk is not None:
         # the adjoint of the forward by offset: dx[:, :, ri, ci] += W[:, :, u, v].T @ gs
-        wk = xp.ascontiguousarray(weight.transpose(2, 3, 0, 1))  # (kh, kw, O, C), used as .T
         gbuf = xp.empty(g.size, dtype=g.dtype)
 
         def blocks():

@@ -98,19 +98,30 @@ def _gg(xp, dtype):
 
 
 def weight_transform(xp, weight):
-    """``U = G w G^T`` per (o, c): (O, C, 3, 3) -> (4, 4, O, C), C-contiguous (one GEMM)."""
+    """``U = G w G^T`` per (o, c): (O, C, 3, 3) -> (4, 4, O, C), C-contiguous: one GEMM
+    ``(G (x) G) @ w.reshape(O*C, 9).T``, split between the batch threads by output channel."""
     o, c = weight.shape[:2]
+    gg, w9 = _gg(xp, weight.dtype), weight.reshape(o * c, 9)
+    u = xp.empty((16, o * c), dtype=weight.dtype)
     with one_blas_thread(xp):  # it comes right before the batch threads (see one_blas_thread)
-        u = _gg(xp, weight.dtype) @ weight.reshape(o * c, 9).T
+        over_batch(xp, o, 16 * weight.size, lambda lo, hi: xp.matmul(
+            gg, w9[lo * c: hi * c].T, out=u[:, lo * c: hi * c]))
     return u.reshape(4, 4, o, c)
 
 
 def weight_transform_adjoint(xp, du):
-    """``dW = G^T dU G`` per (o, c): (4, 4, O, C) -> (O, C, 3, 3)."""
+    """``dW = G^T dU G`` per (o, c): (4, 4, O, C) -> (O, C, 3, 3), split like the transform."""
     o, c = du.shape[2:]
+    ggt = _gg(xp, du.dtype).T
+    dw = xp.empty((o, c, 3, 3), dtype=du.dtype)
+
+    def part(lo, hi):
+        dw9 = ggt @ du[:, :, lo:hi].reshape(16, (hi - lo) * c)  # (9, share of O*C)
+        dw[lo:hi] = dw9.reshape(3, 3, hi - lo, c).transpose(2, 3, 0, 1)
+
     with one_blas_thread(xp):
-        dw = _gg(xp, du.dtype).T @ du.reshape(16, o * c)
-    return xp.ascontiguousarray(dw.reshape(3, 3, o, c).transpose(2, 3, 0, 1))
+        over_batch(xp, o, 16 * dw.size, part)
+    return dw
 
 
 def _tiles(out_hw):
