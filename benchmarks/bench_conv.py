@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -196,17 +197,23 @@ class OtherLoad:
         self.share = max(0.0, ticks / capacity)
 
 
-def time_pair(steps, repeats):
-    """Median seconds of each step, the steps alternating repeat by repeat (after a warm-up)."""
+def time_pair(steps, repeats, min_seconds=0.0):
+    """Median seconds of each step, the steps alternating repeat by repeat (after a warm-up).
+    Fast layers get more repeats (up to 25), so that each step runs ``min_seconds`` in all: their
+    medians are the noisiest."""
     times = [[] for _ in steps]
+    warm = []
     for step in steps:
+        start = time.perf_counter()
         step()
+        warm.append(time.perf_counter() - start)
+    repeats = max(repeats, min(25, math.ceil(min_seconds / max(min(warm), 1e-9))))
     for _ in range(repeats):
         for t, step in zip(times, steps):
             start = time.perf_counter()
             step()
             t.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+    return [statistics.median(t) for t in times], repeats
 
 
 def main(argv=None):
@@ -215,6 +222,9 @@ def main(argv=None):
                     help="a few layers at batch 2, 2 repeats, no memory column (seconds)")
     ap.add_argument("--batch", type=int, default=None, help="batch size (default 8, quick 2)")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats (default 5)")
+    ap.add_argument("--min-seconds", type=float, default=None,
+                    help="more repeats (up to 25) for fast layers, to time each step this long "
+                         "in all (default 2; quick 0)")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     ap.add_argument("--layers", default="", help="comma-separated layer names (default: all)")
     ap.add_argument("--_memory", nargs=3, help=argparse.SUPPRESS)
@@ -234,6 +244,7 @@ def main(argv=None):
 
     F.CHECK_FINITE = False  # the finiteness scan is an input check, not part of the op
     repeats = args.repeats or (2 if args.quick else 5)
+    min_seconds = args.min_seconds if args.min_seconds is not None else (0 if args.quick else 2)
     memory = not (args.quick or args.no_memory)
     corename, threads = blas_info()
     threads = threads or os.cpu_count()
@@ -245,7 +256,8 @@ def main(argv=None):
           f"{os.cpu_count()} CPUs")
     print("environment: " + ", ".join(f"{k}={v}" for k, v in env.items()))
     print(f"float32, batch {batch}, forward + backward (grads of input, weight, bias), median "
-          f"of {repeats} alternating repeats after a warm-up; ratio = minissd / torch")
+          f"of n alternating repeats after a warm-up (n >= {repeats}, and enough for "
+          f"{min_seconds:g} s per step, at most 25); ratio = minissd / torch")
     print("others: share of all CPUs used by other processes while the layer was timed")
     if memory:
         print("peak MB: peak RSS growth (VmHWM - VmRSS before) of one forward + backward, "
@@ -254,7 +266,7 @@ def main(argv=None):
     wanted = set(args.layers.split(",")) if args.layers else (QUICK if args.quick else None)
 
     header = (f"{'layer':8s} {'input shape':>20s} {'op':>18s} {'minissd ms':>11s} "
-              f"{'torch ms':>9s} {'ratio':>6s} {'others':>7s}")
+              f"{'torch ms':>9s} {'ratio':>6s} {'n':>3s} {'others':>7s}")
     if memory:
         header += f" {'minissd MB':>11s} {'torch MB':>9s}"
     print(header)
@@ -268,7 +280,7 @@ def main(argv=None):
             arrays, kwargs = make_case(kind, spec, batch)
             steps = [minissd_step(kind, arrays, kwargs), torch_step(kind, arrays, kwargs)]
             with OtherLoad() as load:
-                ours, theirs = time_pair(steps, repeats)
+                (ours, theirs), n_timed = time_pair(steps, repeats, min_seconds)
             totals[kind][0] += ours
             totals[kind][1] += theirs
             shape = "x".join(map(str, arrays["x"].shape))
@@ -279,7 +291,7 @@ def main(argv=None):
                 k, s, p, ceil = spec[3:]
                 op = f"max {k}x{k}/{s} p{p}" + (" ceil" if ceil else "")
             line = (f"{name:8s} {shape:>20s} {op:>18s} {ours * 1e3:11.1f} {theirs * 1e3:9.1f} "
-                    f"{ours / theirs:6.2f} {load.share:7.0%}")
+                    f"{ours / theirs:6.2f} {n_timed:3d} {load.share:7.0%}")
             if memory:
                 mem = [memory_in_subprocess(fw, kind, name, batch, threads) / 2**20
                        for fw in ("minissd", "torch")]
