@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .allocator import keep_freed_memory
 from .autograd import Tensor
 from .autograd.functional import NonFiniteError
 from .backend import to_numpy, xp_for
@@ -175,6 +176,7 @@ def train(config: TrainConfig, resume: bool = False, dataset=None):
     if config.augmentation not in AUGMENTATIONS:
         raise ValueError(f"augmentation must be one of {sorted(AUGMENTATIONS)}, got "
                          f"{config.augmentation!r}")
+    keep_freed_memory()  # big temporaries without page faults (see minissd.allocator)
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.npz"
