@@ -20,6 +20,10 @@ libraries) is reported and "working memory" = peak minus that: activations saved
 gradients and workspace. Both workers get the same thread count (``torch.set_num_threads`` and
 the OpenMP / OpenBLAS / MKL / Numba thread variables). Times are the median over ``--steps``
 timed steps after one warm-up step (which also JIT-compiles minissd's Numba kernels).
+
+``--keep-freed-memory`` gives both workers the allocator setting that ``minissd train`` uses
+(``minissd.allocator``: glibc reuses freed big blocks instead of mapping fresh pages); without
+it, both run with glibc's defaults, as any library user would.
 """
 
 from __future__ import annotations
@@ -117,13 +121,13 @@ def worker_torch(batch, steps, threads):
     return dict(times=times, rss_model=rss_model, loss=float(loss), grad_norm=grad_norm)
 
 
-def run_worker(name, batch, steps, threads):
+def run_worker(name, batch, steps, threads, keep_freed=False):
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                 "NUMBA_NUM_THREADS"):
         env[var] = str(threads)
     cmd = [sys.executable, __file__, "--worker", name, "--batch", str(batch), "--steps",
-           str(steps), "--threads", str(threads)]
+           str(steps), "--threads", str(threads)] + (["--keep-freed-memory"] if keep_freed else [])
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode:
         raise RuntimeError(f"{name} worker failed:\n{out.stderr}")
@@ -136,11 +140,17 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=3, help="timed steps per framework (median)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--quick", action="store_true", help="batch 2, 1 timed step (smoke test)")
+    p.add_argument("--keep-freed-memory", action="store_true",
+                   help="both workers keep freed memory (minissd.allocator), as minissd train")
     p.add_argument("--worker", choices=("minissd", "torch"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.batch, args.steps = 2, 1
     if args.worker:
+        if args.keep_freed_memory:
+            from minissd.allocator import keep_freed_memory
+
+            keep_freed_memory()
         if args.worker == "minissd":
             result = worker_minissd(args.batch, args.steps)
         else:
@@ -151,10 +161,12 @@ def main(argv=None):
 
     print(f"SSD300 training step (forward + linear loss + backward), float32, batch "
           f"{args.batch}, 300x300, {args.threads} threads, {args.steps} timed steps after 1 "
-          f"warm-up; load average before: {os.getloadavg()[0]:.2f}")
+          f"warm-up; allocator: "
+          f"{'keeps freed memory' if args.keep_freed_memory else 'glibc defaults'}; "
+          f"load average before: {os.getloadavg()[0]:.2f}")
     results = {}
     for name in ("torch", "minissd"):
-        r = run_worker(name, args.batch, args.steps, args.threads)
+        r = run_worker(name, args.batch, args.steps, args.threads, args.keep_freed_memory)
         results[name] = r
         med = statistics.median(r["times"])
         steps = ", ".join(f"{t:.2f}" for t in r["times"])

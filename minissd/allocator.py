@@ -5,11 +5,11 @@ it is freed. A training step makes hundreds of such blocks (activations, gradien
 masks of SSD300's 300x300 maps), and the first touch of every page of each one is a page fault.
 On this project's 2-core VM the faults cost more than the arithmetic. Over one SSD300 step
 (batch 8), ReLU's backward took 0.9 s with fresh pages and 0.13 s with reused ones, and the
-whole step went from 9.7 to 7.5 s.
+whole step went from 9.7 to 7.4 s (``benchmarks/bench_ssd.py --keep-freed-memory``).
 
 ``keep_freed_memory()`` raises malloc's mmap and trim thresholds to 2 GiB, so that big blocks
 come from the heap and freed ones are reused. The cost: the process keeps its peak resident
-size instead of shrinking between steps. The SSD300 step's peak grew by 1 % (2524 -> 2540 MiB).
+size instead of shrinking between steps; the SSD300 step's peak hardly moved (2524 -> 2534 MiB).
 
 The trainer calls this (``minissd train``, ``minissd demo``). ``MINISSD_KEEP_FREED_MEMORY=0``
 turns it off. It is a no-op off glibc.
