@@ -333,6 +333,8 @@ def input_grad(xp, g, weight, x_shape, stride, padding, dilation):
 
 
 def _input_grad(xp, g, weight, stride, padding, dilation, dx, wk):
+    """``input_grad`` on a share of the images; ``wk`` (``_offset_weights``) is given exactly
+    when the forward went by offset, and then so does this, as its adjoint."""
     o, c, kh, kw = weight.shape
     n, _, h, w = dx.shape
     (ph, pw), (dh, dw) = padding, dilation
