@@ -141,8 +141,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
     When a third or so of ``cols`` would be padding zeros (SSD's fc6), the same sums run
     offset by offset instead, ``out[i][:, valid] += W[:, :, u, v] @ x[i][:, shifted]``, so the
     zeros are never multiplied. 3x3 stride-1 layers with enough channels (VGG's conv2_1 to
-    conv5_3) use Winograd's F(2x2, 3x3) instead: 16 GEMMs of transformed tiles, 2.25x fewer
-    multiply-adds (``minissd.autograd._winograd``).
+    conv5_3, the class heads) use Winograd's F(2x2, 3x3) instead: 16 GEMMs of transformed
+    tiles, 2.25x fewer multiply-adds (``minissd.autograd._winograd``).
     """
     x, weight = as_tensor(x), as_tensor(weight)
     _check_image_input("conv2d", x)
