@@ -17,9 +17,10 @@ Backward is the exact adjoint of those three steps, with ``dM = A dY A^T`` per o
     dU[xi] = dM[xi] @ V[xi].T            dW = G^T dU G
     dV[xi] = U[xi].T @ dM[xi]            dd = B dV B^T, added back onto the overlapping tiles
 
-Tiles go in bands of tile rows (all images of the call side by side in the GEMM columns) so that
-a band's ``V`` and ``M`` stay cache-sized (``_band_tile_rows``). The transforms work on whole
-strided planes (row pass, then column pass), never on single tiles.
+Images go in groups of at least ``MIN_GEMM_COLUMNS`` tiles (side by side in the GEMM columns;
+large maps one image at a time), and each group in bands of tile rows, so that a band's ``V``
+and ``M`` stay cache-sized (``_band_tile_rows``). The transforms work on whole strided planes
+(row pass, then column pass), never on single tiles.
 """
 
 from __future__ import annotations
