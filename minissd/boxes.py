@@ -25,6 +25,11 @@ Numerical rules shared by every implementation (NumPy reference, Numba, CUDA)
   implementations make the same decisions.
 * NaN or infinite coordinates (and scores) are rejected with a ``ValueError`` naming the
   argument; wrong shapes get a ``ValueError`` naming the argument and its shape.
+* Encoding (``encode``, ``decode``, ``match``): ``variances`` are 4 finite numbers ``> 0``,
+  priors have finite centres and a finite width and height ``> 0``, ``loc`` / ``matched`` have
+  shape ``(..., P, 4)`` for ``P`` priors, and ``encode`` needs ground truths with ``x2 > x1``
+  and ``y2 > y1`` (the ``log`` of their size). Anything else is a ``ValueError`` naming the
+  argument, never an inf or NaN target. Each array costs one pass (``isfinite(x).all()``).
 
 Functions take NumPy or CuPy arrays (``minissd.backend.get_array_module``) and return the
 same kind. ``iou``, ``nms`` and ``batched_nms`` dispatch to the Numba CPU kernels
@@ -38,7 +43,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minissd.backend import get_array_module, is_cupy_array
+from minissd.backend import get_array_module, is_cupy_array, to_numpy
 
 # ----------------------------------------------------------------------------------------
 # Validation helpers
@@ -97,6 +102,49 @@ def _check_threshold(iou_threshold: float) -> float:
     if not 0.0 <= iou_threshold <= 1.0:
         raise ValueError(f"iou_threshold must lie in [0, 1], got {iou_threshold}")
     return iou_threshold
+
+
+#: One variance per encoded coordinate: ``(cx, cy, w, h)``.
+NUM_VARIANCES = 4
+
+
+def _check_variances(variances) -> tuple:
+    """``variances`` as 4 finite Python floats ``> 0``, or a ``ValueError`` naming it."""
+    v = to_numpy(variances)
+    if v.dtype.kind not in "fiu":
+        raise TypeError(f"variances must hold real numbers, got dtype {v.dtype}")
+    if v.shape != (NUM_VARIANCES,):
+        raise ValueError(f"variances must be {NUM_VARIANCES} numbers (for cx, cy, w, h), got "
+                         f"shape {v.shape}: {variances!r}")
+    if not (np.isfinite(v).all() and (v > 0).all()):
+        raise ValueError(f"variances must be finite and > 0 (they divide the offsets), got "
+                         f"{v.tolist()}")
+    return tuple(float(x) for x in v)
+
+
+def _check_priors(priors, xp):
+    """``priors`` as a float array (P, 4) in centre form with finite values and sizes ``> 0``."""
+    priors = _as_float_array(priors, "priors", xp)
+    if priors.ndim != 2 or priors.shape[1] != 4:
+        raise ValueError(f"priors must have shape (P, 4) (centre form cx, cy, w, h), got shape "
+                         f"{tuple(priors.shape)}")
+    # One reduction (one device sync on CuPy) in the common case; the details only on failure.
+    if priors.size and not bool(xp.isfinite(priors).all() & (priors[:, 2:] > 0).all()):
+        _check_finite(priors, "priors", xp)
+        row = int(xp.argmax((priors[:, 2:] <= 0).any(axis=1)))
+        raise ValueError(f"priors must have width and height > 0 (centre form cx, cy, w, h); "
+                         f"prior {row} is {to_numpy(priors[row]).tolist()}")
+    return priors
+
+
+def _check_offsets(x, num_priors: int, name: str, xp):
+    """``x`` as a finite float array of shape (..., P, 4) for ``P = num_priors``."""
+    x = _as_float_array(x, name, xp)
+    if x.ndim < 2 or tuple(x.shape[-2:]) != (num_priors, 4):
+        raise ValueError(f"{name} must have shape (..., P, 4) with P = {num_priors} priors, got "
+                         f"shape {tuple(x.shape)}")
+    _check_finite(x, name, xp)
+    return x
 
 
 def _check_count(value, name: str):
@@ -198,15 +246,29 @@ def iou(a, b):
 def encode(matched, priors, variances):
     """Regression targets of matched ground-truth boxes relative to their priors.
 
-    matched: (..., P, 4) corners (positive width and height); priors: (P, 4) centre form;
-    variances: 4 numbers, the paper's (0.1, 0.1, 0.2, 0.2) -> (..., P, 4) offsets::
+    matched: (..., P, 4) corners with ``x2 > x1`` and ``y2 > y1``; priors: (P, 4) centre form
+    (width and height > 0); variances: 4 numbers > 0, the paper's (0.1, 0.1, 0.2, 0.2) ->
+    (..., P, 4) offsets::
 
         t_cx = (g_cx - d_cx) / (v0 * d_w)        t_w = log(g_w / d_w) / v2
         t_cy = (g_cy - d_cy) / (v1 * d_h)        t_h = log(g_h / d_h) / v3
+
+    Inputs that would give an inf or NaN target raise a ``ValueError`` naming the argument.
     """
     xp = get_array_module(matched, priors)
-    matched = xp.asarray(matched)
-    priors = xp.asarray(priors)
+    priors = _check_priors(priors, xp)
+    matched = _check_offsets(matched, priors.shape[0], "matched", xp)
+    variances = _check_variances(variances)
+    positive_size = matched[..., 2:] > matched[..., :2]
+    if matched.size and not bool(positive_size.all()):
+        row = np.argwhere(~to_numpy(positive_size).all(axis=-1))[0]
+        raise ValueError(f"matched must have x2 > x1 and y2 > y1 (log of its size); box "
+                         f"{tuple(row.tolist())} is {to_numpy(matched[tuple(row)]).tolist()}")
+    return _encode(matched, priors, variances, xp)
+
+
+def _encode(matched, priors, variances, xp):
+    """``encode`` on validated inputs (``match`` calls it directly)."""
     g = corners_to_centre(matched)
     v = xp.asarray(variances, dtype=xp.result_type(g.dtype, priors.dtype))
     t_centre = (g[..., :2] - priors[..., :2]) / (v[:2] * priors[..., 2:])
@@ -217,14 +279,18 @@ def encode(matched, priors, variances):
 def decode(loc, priors, variances, max_log_scale=None):
     """Boxes from predicted offsets: the inverse of ``encode``.
 
-    loc: (..., P, 4) offsets; priors: (P, 4) centre form; variances: 4 numbers ->
-    (..., P, 4) corners. ``max_log_scale`` (optional) caps ``v2 * t_w`` and ``v3 * t_h``
-    before the exponential; torchvision uses ``log(1000 / 16)`` so that a wild prediction
-    cannot overflow. None (the paper, Caffe) applies no cap.
+    loc: (..., P, 4) finite offsets; priors: (P, 4) centre form (width and height > 0);
+    variances: 4 numbers > 0 -> (..., P, 4) corners. ``max_log_scale`` (optional) caps
+    ``v2 * t_w`` and ``v3 * t_h`` before the exponential; torchvision uses ``log(1000 / 16)``
+    so that a wild prediction cannot overflow. None (the paper, Caffe) applies no cap: an
+    offset so large that ``exp`` overflows gives an infinite size, as in Caffe.
     """
     xp = get_array_module(loc, priors)
-    loc = xp.asarray(loc)
-    priors = xp.asarray(priors)
+    priors = _check_priors(priors, xp)
+    loc = _check_offsets(loc, priors.shape[0], "loc", xp)
+    variances = _check_variances(variances)
+    if max_log_scale is not None and not np.isfinite(max_log_scale):
+        raise ValueError(f"max_log_scale must be None or a finite number, got {max_log_scale!r}")
     v = xp.asarray(variances, dtype=xp.result_type(loc.dtype, priors.dtype))
     centre = priors[..., :2] + loc[..., :2] * v[:2] * priors[..., 2:]
     log_scale = loc[..., 2:] * v[2:]
@@ -251,7 +317,8 @@ def match(gt_boxes, gt_labels, priors, iou_threshold=0.5, *, variances):
     """Assign ground-truth boxes to priors as the authors' Caffe ``MatchBBox`` does.
 
     gt_boxes: (G, 4) normalised corners; gt_labels: (G,) ints, 0-based object classes;
-    priors: (P, 4) normalised centre form; variances: 4 numbers for ``encode``.
+    priors: (P, 4) normalised centre form (width and height > 0); variances: 4 numbers > 0
+    for ``encode``.
     Returns ``MatchResult(loc (P, 4) in the priors' dtype, labels (P,) int64,
     gt_index (P,) int64)``.
 
@@ -262,7 +329,9 @@ def match(gt_boxes, gt_labels, priors, iou_threshold=0.5, *, variances):
        Because a matched prior leaves the pool, two ground truths with the same best prior
        both get a prior (the ssd.pytorch #354 bug cannot happen).
     2. **Threshold step**: every prior still unmatched whose best IoU is ``>= iou_threshold``
-       takes the ground truth it overlaps most (lower index on ties).
+       and ``> 0`` takes the ground truth it overlaps most (lower index on ties). (Caffe keeps
+       only overlaps ``> 1e-6``, so at ``iou_threshold = 0`` too a prior that overlaps
+       nothing stays background.)
 
     A ground truth with zero area has IoU 0 with every prior, so it matches nothing and is
     ignored (it neither trains a prior nor makes one background-by-default any differently).
@@ -273,7 +342,8 @@ def match(gt_boxes, gt_labels, priors, iou_threshold=0.5, *, variances):
     xp = get_array_module(gt_boxes, priors)
     gt_boxes = _check_boxes(gt_boxes, "gt_boxes", xp)
     gt_labels = _check_labels(gt_labels, gt_boxes.shape[0], "gt_labels", xp)
-    priors = _check_boxes(priors, "priors", xp)
+    priors = _check_priors(priors, xp)
+    variances = _check_variances(variances)
     if gt_labels.size and int(gt_labels.min()) < 0:
         raise ValueError("gt_labels must be 0-based object classes (>= 0); got a negative label")
     iou_threshold = _check_threshold(iou_threshold)
@@ -292,7 +362,10 @@ def match(gt_boxes, gt_labels, priors, iou_threshold=0.5, *, variances):
     positive = xp.nonzero(gt_index >= 0)[0]
     matched = gt_index[positive]
     dtype = xp.result_type(gt_boxes.dtype, priors.dtype)
-    encoded = encode(gt_boxes[matched].astype(dtype), priors[positive].astype(dtype), variances)
+    # Every matched pair has IoU > 0, so the ground truth has x2 > x1 and y2 > y1: the inputs
+    # already meet encode's conditions.
+    encoded = _encode(gt_boxes[matched].astype(dtype), priors[positive].astype(dtype),
+                      variances, xp)
     loc[positive] = encoded.astype(priors.dtype)
     labels[positive] = gt_labels[matched] + 1
     return MatchResult(loc=loc, labels=labels, gt_index=gt_index)
@@ -329,10 +402,10 @@ def _bipartite_match(overlaps, gt_index, xp) -> None:
 
 
 def _threshold_match(overlaps, gt_index, iou_threshold, xp) -> None:
-    """Step 2 of ``match``: unmatched priors with best IoU >= threshold take that gt."""
+    """Step 2 of ``match``: unmatched priors with best IoU >= threshold (and > 0) take that gt."""
     best_gt = xp.argmax(overlaps, axis=0)  # (P,), ties -> lower gt index
     best_iou = overlaps[best_gt, xp.arange(overlaps.shape[1])]
-    take = (gt_index < 0) & (best_iou >= iou_threshold)
+    take = (gt_index < 0) & (best_iou >= iou_threshold) & (best_iou > 0)
     gt_index[take] = best_gt[take]
 
 

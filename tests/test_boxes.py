@@ -211,3 +211,86 @@ def test_decode_max_log_scale_caps_the_size():
     cap = np.log(1000.0 / 16)
     box = B.decode(loc, priors, VARIANCES, max_log_scale=cap)
     np.testing.assert_allclose(box[0, 2] - box[0, 0], 0.1 * 1000 / 16)
+
+
+# ----------------------------------------------------------------- encode / decode input errors
+
+PRIORS = np.array([[0.5, 0.5, 0.2, 0.4], [0.3, 0.3, 0.1, 0.1]])
+GT = B.centre_to_corners(PRIORS) + np.array([0.01, 0.0, 0.02, 0.0])  # both priors, shifted
+
+
+@pytest.mark.parametrize("fn", ["encode", "decode"])
+@pytest.mark.parametrize("variances, message", [
+    ((0.1, 0.1, 0.2), r"variances must be 4 numbers .* shape \(3,\)"),  # was silently used
+    ((0.1, 0.2), r"variances must be 4 numbers .* shape \(2,\)"),  # was a broadcast error
+    ([[0.1, 0.1], [0.2, 0.2]], r"variances must be 4 numbers .* shape \(2, 2\)"),
+    ((0.0, 0.1, 0.2, 0.2), r"variances must be finite and > 0 .* \[0.0, 0.1, 0.2, 0.2\]"),
+    ((0.1, 0.1, -0.2, 0.2), r"variances must be finite and > 0"),
+    ((0.1, np.nan, 0.2, 0.2), r"variances must be finite and > 0"),
+])
+def test_encode_decode_reject_bad_variances(fn, variances, message):
+    first = GT if fn == "encode" else np.zeros((2, 4))
+    with pytest.raises(ValueError, match=message):
+        getattr(B, fn)(first, PRIORS, variances)
+
+
+@pytest.mark.parametrize("fn", ["encode", "decode"])
+@pytest.mark.parametrize("priors, message", [
+    ([[0.5, 0.5, 0.0, 0.4], [0.3, 0.3, 0.1, 0.1]],
+     r"priors must have width and height > 0 .*prior 0 is \[0.5, 0.5, 0.0, 0.4\]"),
+    ([[0.5, 0.5, 0.2, 0.4], [0.3, 0.3, 0.1, -0.1]],
+     r"priors must have width and height > 0 .*prior 1"),
+    ([[0.5, np.nan, 0.2, 0.4], [0.3, 0.3, 0.1, 0.1]], r"priors contains NaN or infinite"),
+    ([[0.5, 0.5, np.inf, 0.4], [0.3, 0.3, 0.1, 0.1]], r"priors contains NaN or infinite"),
+    ([[0.5, 0.5, 0.2], [0.3, 0.3, 0.1]], r"priors must have shape \(P, 4\).*got shape \(2, 3\)"),
+])
+def test_encode_decode_reject_bad_priors(fn, priors, message):
+    first = GT if fn == "encode" else np.zeros((2, 4))
+    with pytest.raises(ValueError, match=message):
+        getattr(B, fn)(first, np.array(priors), VARIANCES)
+
+
+@pytest.mark.parametrize("loc, message", [
+    ([[np.nan, 0, 0, 0], [0, 0, 0, 0]], "loc contains NaN or infinite"),  # was NaN boxes
+    ([[0, 0, np.inf, 0], [0, 0, 0, 0]], "loc contains NaN or infinite"),
+    (np.zeros((2, 3)), r"loc must have shape \(\.\.\., P, 4\) with P = 2 priors, got .*\(2, 3\)"),
+    (np.zeros((1, 4)), r"loc must have shape .*got shape \(1, 4\)"),  # was broadcast to both
+    (np.zeros((3, 4)), r"loc must have shape .*got shape \(3, 4\)"),  # was a broadcast error
+    (np.zeros(4), r"loc must have shape .*got shape \(4,\)"),
+    (np.zeros((5, 3, 4)), r"loc must have shape .*got shape \(5, 3, 4\)"),
+])
+def test_decode_rejects_bad_loc_naming_it(loc, message):
+    with pytest.raises(ValueError, match=message):
+        B.decode(np.array(loc, dtype=float), PRIORS, VARIANCES)
+
+
+def test_decode_rejects_a_non_finite_cap():
+    with pytest.raises(ValueError, match="max_log_scale must be None or a finite number"):
+        B.decode(np.zeros((2, 4)), PRIORS, VARIANCES, max_log_scale=np.nan)
+
+
+@pytest.mark.parametrize("matched, message", [
+    ([[0.4, 0.3, 0.4, 0.7], [0.2, 0.2, 0.4, 0.4]],  # zero width: log 0 = -inf
+     r"matched must have x2 > x1 and y2 > y1 .*box \(0,\) is \[0.4, 0.3, 0.4, 0.7\]"),
+    ([[0.4, 0.3, 0.6, 0.7], [0.2, 0.4, 0.4, 0.2]],  # inverted: log of a negative = NaN
+     r"matched must have x2 > x1 and y2 > y1 .*box \(1,\)"),
+    ([[0.4, 0.3, 0.6, np.nan], [0.2, 0.2, 0.4, 0.4]], "matched contains NaN or infinite"),
+    (np.zeros((2, 3)), r"matched must have shape \(\.\.\., P, 4\) with P = 2 priors"),
+    ([[0.4, 0.3, 0.6, 0.7]], r"matched must have shape .*got shape \(1, 4\)"),
+])
+def test_encode_rejects_bad_matched_boxes_naming_them(matched, message):
+    with pytest.raises(ValueError, match=message):
+        B.encode(np.array(matched, dtype=float), PRIORS, VARIANCES)
+
+
+def test_encode_error_gives_the_index_in_a_batch():
+    matched = np.stack([GT, GT])
+    matched[1, 0, 2] = matched[1, 0, 0]  # image 1, prior 0: zero width
+    with pytest.raises(ValueError, match=r"box \(1, 0\)"):
+        B.encode(matched, PRIORS, VARIANCES)
+
+
+def test_encode_decode_accept_variances_as_any_sequence_and_integer_inputs():
+    for v in ([0.1, 0.1, 0.2, 0.2], np.array(VARIANCES), np.array(VARIANCES, np.float32)):
+        np.testing.assert_allclose(B.encode(GT, PRIORS, v), B.encode(GT, PRIORS, VARIANCES))
+    assert B.decode(np.zeros((2, 4), np.int64), PRIORS, VARIANCES).dtype == np.float64

@@ -16,7 +16,7 @@ def slow_caffe_match(overlaps, threshold):
 
     Bipartite: repeatedly scan priors (outer) and free ground truths (inner) for the largest
     IoU > 0, strict '>' so the first found wins ties; then per free prior: best gt if its
-    IoU >= threshold.
+    IoU >= threshold and > 0 (Caffe only keeps overlaps > 1e-6).
     """
     num_gt, num_priors = len(overlaps), len(overlaps[0]) if overlaps else 0
     owner = [-1] * num_priors
@@ -40,7 +40,7 @@ def slow_caffe_match(overlaps, threshold):
         for g in range(num_gt):
             if overlaps[g][p] > best_iou:
                 best_g, best_iou = g, overlaps[g][p]
-        if best_iou >= threshold:
+        if best_iou >= threshold and best_iou > 0:
             owner[p] = best_g
     return owner
 
@@ -66,7 +66,7 @@ def scenes(draw):
     return gt, labels, priors
 
 
-@given(scenes(), st.sampled_from([0.3, 0.5, 0.7]))
+@given(scenes(), st.sampled_from([0.0, 0.3, 0.5, 0.7]))
 def test_match_equals_the_slow_loop(scene, threshold):
     gt, labels, priors = scene
     result = B.match(gt, labels, priors, threshold, variances=VARIANCES)
@@ -167,3 +167,35 @@ def test_match_errors_name_the_argument():
         B.match(np.full((1, 4), np.nan), np.array([0]), priors, variances=VARIANCES)
     with pytest.raises(ValueError, match="priors must have shape"):
         B.match(np.zeros((1, 4)), np.array([0]), priors[:, :3], variances=VARIANCES)
+
+
+@pytest.mark.parametrize("variances, message", [
+    ((0.1, 0.1, 0.2), r"variances must be 4 numbers .* shape \(3,\)"),  # was silently used
+    ((0.1, 0.2), r"variances must be 4 numbers .* shape \(2,\)"),  # was a broadcast error
+    ((0.0, 0.1, 0.2, 0.2), r"variances must be finite and > 0"),  # was inf targets
+    ((-0.1, 0.1, 0.2, 0.2), r"variances must be finite and > 0"),  # was sign-flipped targets
+])
+def test_match_rejects_bad_variances_even_without_objects(variances, message):
+    priors = np.array([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])
+    gt = B.centre_to_corners(priors) + 0.001
+    with pytest.raises(ValueError, match=message):
+        B.match(gt, np.array([0, 1]), priors, variances=variances)
+    with pytest.raises(ValueError, match=message):
+        B.match(np.zeros((0, 4)), np.zeros(0, np.int64), priors, variances=variances)
+
+
+def test_match_rejects_a_prior_without_area():
+    priors = np.array([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.0]])
+    with pytest.raises(ValueError, match=r"priors must have width and height > 0 .*prior 1"):
+        B.match(np.array([[0.4, 0.4, 0.6, 0.6]]), np.array([0]), priors, variances=VARIANCES)
+
+
+def test_threshold_zero_leaves_priors_without_overlap_in_the_background():
+    # At iou_threshold 0 the threshold step used to give every prior a ground truth, even
+    # one it does not overlap, and a zero-area ground truth got -inf targets (log 0).
+    priors = np.array([[0.5, 0.5, 0.2, 0.2], [0.1, 0.1, 0.05, 0.05], [0.9, 0.9, 0.1, 0.1]])
+    gt = np.array([[0.3, 0.3, 0.3, 0.5], [0.4, 0.4, 0.6, 0.6]])  # a zero-width one, then prior 0
+    result = B.match(gt, np.array([0, 1]), priors, 0.0, variances=VARIANCES)
+    np.testing.assert_array_equal(result.gt_index, [1, -1, -1])
+    np.testing.assert_array_equal(result.labels, [2, 0, 0])
+    assert np.isfinite(result.loc).all()
