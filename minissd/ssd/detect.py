@@ -57,7 +57,8 @@ def detect_image(loc, conf, priors, config: DetectConfig, variances=(0.1, 0.1, 0
         candidates = np.flatnonzero(scores[:, c] > config.score_threshold)
         if candidates.size == 0:
             continue
-        # the pre-NMS top-k really limits the candidates (ssd.pytorch #168 made it a no-op)
+        # Caffe's top_k: only the class's pre_nms_top_k best candidates enter the suppression
+        # (ssd.pytorch's nms cuts its top_k the same way, before suppressing).
         keep = candidates[nms(boxes[candidates], scores[candidates, c], config.nms_threshold,
                               pre_nms_top_k=config.pre_nms_top_k)]
         out_boxes.append(boxes[keep])
@@ -67,6 +68,9 @@ def detect_image(loc, conf, priors, config: DetectConfig, variances=(0.1, 0.1, 0
         return Detections(np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0))
     boxes, labels = np.concatenate(out_boxes), np.concatenate(out_labels)
     scores = np.concatenate(out_scores)
+    # Caffe's keep_top_k: the image's best detections over all classes. ssd.pytorch's final
+    # per-image top-k does nothing (#168: its `fill_(0)` writes into the copy that boolean-mask
+    # indexing makes), so it returns up to (classes - 1) * top_k detections per image.
     order = np.argsort(-scores, kind="stable")[:config.keep_top_k]
     return Detections(boxes[order], labels[order], scores[order])
 

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from minissd.boxes import corners_to_centre, encode, iou_reference
 from minissd.ssd.detect import detect, detect_image
@@ -32,8 +33,10 @@ def test_boxes_come_out_in_pixels_sorted_and_suppressed():
         assert o.max(initial=0) <= 0.45
 
 
-def test_per_class_pre_nms_top_k_really_limits():
-    """Regression for ssd.pytorch #168: the per-class top-k must cut the candidates."""
+def test_per_class_pre_nms_top_k_and_per_image_keep_top_k_both_cut():
+    """Both of Caffe's cuts: the per-class ``top_k`` before NMS (ssd.pytorch's ``nms`` keeps its
+    ``top_k`` best before suppressing too) and the per-image ``keep_top_k`` after it (the one
+    ssd.pytorch's ``Detect`` loses, #168: its ``fill_(0)`` writes into a copy)."""
     n = 30
     far = np.stack([np.array([i, 0, i + 0.5, 0.5]) / n for i in range(n)])  # disjoint boxes
     priors = corners_to_centre(far)
@@ -61,3 +64,38 @@ def test_batch_api():
     out = detect(np.stack([loc, loc]), np.stack([conf, conf]), priors, DetectConfig(), VAR,
                  image_sizes=[(10, 10), (20, 20)])
     np.testing.assert_allclose(out[1].boxes, out[0].boxes * 2)
+
+
+def test_keep_top_k_cuts_over_all_classes_of_an_image():
+    # ssd.pytorch #168: its final per-image top-k is a no-op, so (classes - 1) * top_k come out.
+    n = 12
+    far = np.stack([np.array([i, 0, i + 0.5, 0.5]) / n for i in range(n)])  # disjoint boxes
+    priors = corners_to_centre(far)
+    score = np.linspace(5, 1, n)
+    conf = np.zeros((n, 3))
+    conf[:, 1] = np.where(np.arange(n) % 2 == 0, score, -10.0)  # class 1 on the even priors
+    conf[:, 2] = np.where(np.arange(n) % 2 == 1, score, -10.0)  # class 2 on the odd ones
+    d = detect_image(np.zeros((n, 4)), conf, priors, DetectConfig(score_threshold=0.0,
+                                                                   keep_top_k=5))
+    assert len(d) == 5
+    assert np.all(np.diff(d.scores) <= 0)
+    expected = np.sort(np.concatenate([_softmax_rows(conf)[:, 1], _softmax_rows(conf)[:, 2]]))
+    np.testing.assert_allclose(d.scores, expected[::-1][:5])
+    assert set(d.labels.tolist()) == {0, 1}
+
+
+def _softmax_rows(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_bad_offsets_and_variances_name_the_argument():
+    loc, conf, priors, _ = scene()
+    bad = loc.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="loc contains NaN"):  # was NMS's "boxes contains NaN"
+        detect_image(bad, conf, priors, DetectConfig(), VAR)
+    with pytest.raises(ValueError, match=r"variances must be 4 numbers"):  # was silently used
+        detect_image(loc, conf, priors, DetectConfig(), (0.1, 0.1, 0.2))
+    with pytest.raises(ValueError, match=r"loc must have shape \(\.\.\., P, 4\) with P = 50"):
+        detect_image(loc[:, :3], conf, priors, DetectConfig(), VAR)
