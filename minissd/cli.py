@@ -38,128 +38,329 @@ class DemoConfig:
 #: importing the data package here would slow every command's start).
 AUGMENTATION_CHOICES = ("ssd", "no-expand", "flip")
 
+#: The models ``--model`` builds, by name (``minissd.convert.CONFIGS`` holds the same names
+#: plus the PyTorch layouts; a test keeps them in step).
+MODEL_CHOICES = ("small", "ssd300", "ssd512")
 
-def _parser():
-    p = argparse.ArgumentParser(prog="minissd", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+DEMO_HELP = {
+    "train_images": "images in the built-in training set",
+    "test_images": "held-out images for the evaluation",
+    "image_size": "image and model input size in pixels",
+    "iterations": "training iterations",
+    "batch_size": "images per iteration",
+    "lr": "Adam's learning rate (x0.1 at 2/3 and 13/15 of the iterations)",
+    "warmup_iters": "iterations of linear lr warm-up (at most a tenth of the run)",
+    "weight_decay": "L2 weight decay",
+    "pictures": "test images drawn with their detections",
+}
 
-    d = sub.add_parser("demo", help="built-in data -> train small SSD on CPU -> AP, pictures")
-    d.add_argument("--out", default="runs/demo")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--workers", type=int, default=1,
-                   help="data worker processes (1: augmentation overlaps training)")
-    d.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
+#: ``TrainConfig`` fields and the ``train`` flags that set them (errors name the flag).
+FLAG_OF_FIELD = {"data_root": "--data", "train_split": "--split", "class_names": "--classes",
+                 "keep_difficult": "--drop-difficult", "augment": "--no-augment",
+                 "extra": "--image-size/--first-box", "num_workers": "--workers",
+                 "out_dir": "--out", "init_weights": "--init-weights"}
+
+DEBUG_ENV = "MINISSD_DEBUG"
+
+
+class _Options:
+    """Adds options whose help ends with their default; with ``given_only`` the defaults are
+    left out of the namespace, so that it holds only the flags typed on the command line."""
+
+    def __init__(self, parser, given_only=False):
+        self.parser, self.given_only = parser, given_only
+
+    def __call__(self, *flags, help, default=None, **kw):
+        if default is not None and kw.get("action") not in ("store_true", "store_false"):
+            help += f" (default: {default})"
+        if self.given_only:
+            default = argparse.SUPPRESS
+        self.parser.add_argument(*flags, help=help, default=default, **kw)
+
+
+def _int_list(text):
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated iterations such as 80000,100000, got {text!r}") from None
+
+
+def _percent_pair(text):
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected MIN,MAX in percent of the image such as 5,10, got {text!r}") from None
+    return low, high
+
+
+def _names(text):
+    names = tuple(n.strip() for n in text.split(","))
+    if not all(names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected distinct comma-separated class names, got "
+                                         f"{text!r}")
+    return names
+
+
+def _add_model_source(p, what):
+    p.add_argument("--run", help=f"a `minissd train` output folder: its config and its final "
+                                 f"weights, or the last checkpoint of an unfinished run ({what})")
+    p.add_argument("--weights", help="a weights .npz instead of --run (e.g. from `minissd "
+                                     "convert`); give its --model and --classes")
+    p.add_argument("--model", choices=_weight_configs(),
+                   help="with --weights: the model the weights are for (default: ssd300)")
+    p.add_argument("--classes", type=_names,
+                   help="with --weights: comma-separated class names, without background "
+                        "(default: the 20 VOC classes)")
+
+
+def _weight_configs():
+    return MODEL_CHOICES + ("torchvision-ssd300", "ssd.pytorch")
+
+
+def _parser(given_only=False):
+    p = argparse.ArgumentParser(
+        prog="minissd", description="SSD (Liu et al. 2016) from scratch on NumPy/CuPy: train, "
+                                    "evaluate, detect, convert weights, fetch data.",
+        epilog=f"Errors are one line; --debug (or {DEBUG_ENV}=1) shows the Python traceback.")
+    p.add_argument("--debug", action="store_true", help="show Python tracebacks of errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="built-in data -> train small SSD on CPU -> AP, pictures",
+                       description="Write the built-in dataset, train the small SSD on it, "
+                                   "evaluate on held-out images, draw detections.")
+    opt = _Options(d, given_only)
+    opt("--out", default="runs/demo", help="output folder")
+    opt("--seed", type=int, default=0, help="seed of the data and the training")
+    opt("--workers", type=int, default=1,
+        help="data worker processes (1: augmentation overlaps training)")
+    opt("--device", default="cpu", choices=["cpu", "gpu"], help="where to train")
     for f, v in DemoConfig().__dict__.items():
         if f == "augmentation":
-            d.add_argument("--augmentation", default=v, choices=AUGMENTATION_CHOICES)
+            opt("--augmentation", default=v, choices=AUGMENTATION_CHOICES,
+                help="augmentation recipe")
         elif isinstance(v, int | float) and not isinstance(v, bool):
-            d.add_argument("--" + f.replace("_", "-"), type=type(v), default=v)
+            opt("--" + f.replace("_", "-"), type=type(v), default=v, help=DEMO_HELP[f])
 
-    t = sub.add_parser("train", help="train on a VOC-format dataset")
-    t.add_argument("--data", required=True, help="VOCdevkit folder, or a VOC-layout dataset")
-    t.add_argument("--year", default=None, help="2007, 2012 or 2007+2012 (for a VOCdevkit)")
-    t.add_argument("--split", default="trainval")
-    t.add_argument("--classes", default=None, help="comma-separated class names (default VOC)")
-    t.add_argument("--model", default="ssd300", choices=["small", "ssd300", "ssd512"])
-    t.add_argument("--iterations", type=int, default=120_000)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--milestones", default="80000,100000")
-    t.add_argument("--warmup-iters", type=int, default=0)
-    t.add_argument("--weight-decay", type=float, default=5e-4)
-    t.add_argument("--no-augment", action="store_true")
-    t.add_argument("--augmentation", default="ssd", choices=AUGMENTATION_CHOICES,
-                   help="augmentation recipe (minissd.data.transforms.AUGMENTATIONS)")
-    t.add_argument("--image-size", type=int, default=None,
-                   help="small model only: input size, a multiple of 32 (default 128)")
-    t.add_argument("--first-box", default=None, metavar="MIN,MAX",
-                   help="small model only: the first map's box sizes in %% of the image "
-                        "(default 10,20; smaller for small objects)")
-    t.add_argument("--drop-difficult", action="store_true")
-    t.add_argument("--init-weights", default=None, help=".npz weights to start from")
-    t.add_argument("--checkpoint-every", type=int, default=1000)
-    t.add_argument("--out", default="runs/train")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
-    t.add_argument("--workers", type=int, default=0)
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    t = sub.add_parser("train", help="train on a VOC-format dataset",
+                       description="Train an SSD on a VOC-format dataset. With --resume, the "
+                                   "run continues from OUT/checkpoint.npz with the settings it "
+                                   "was started with; only --iterations, --device, --workers "
+                                   "and --checkpoint-every may change.")
+    opt = _Options(t, given_only)
+    opt("--data", help="VOCdevkit folder (with --year), or one VOC-layout dataset folder "
+                       "(holding Annotations/, JPEGImages/, ImageSets/Main/); required "
+                       "unless --resume")
+    opt("--year", help="2007, 2012 or 2007+2012, for a VOCdevkit folder (default: none, "
+                       "--data is the dataset)")
+    opt("--split", default="trainval", help="image set of ImageSets/Main/")
+    opt("--classes", type=_names, help="comma-separated class names (default: the 20 VOC "
+                                       "classes)")
+    opt("--model", default="ssd300", choices=MODEL_CHOICES, help="the network")
+    opt("--iterations", type=int, default=120_000, help="training iterations in all")
+    opt("--batch-size", type=int, default=32, help="images per iteration")
+    opt("--optimizer", default="sgd", choices=["sgd", "adam"], help="optimiser")
+    opt("--lr", type=float, default=1e-3, help="learning rate")
+    opt("--milestones", type=_int_list, default="80000,100000",
+        help="iterations at which the lr drops x0.1 (comma-separated; '' for none)")
+    opt("--warmup-iters", type=int, default=0, help="iterations of linear lr warm-up")
+    opt("--weight-decay", type=float, default=5e-4, help="L2 weight decay")
+    opt("--no-augment", action="store_true", help="no augmentation (resize only)")
+    opt("--augmentation", default="ssd", choices=AUGMENTATION_CHOICES,
+        help="augmentation recipe: ssd (the paper's), no-expand (no zoom-out), flip (colour "
+             "and flips only)")
+    opt("--image-size", type=int, help="small model only: input size, a multiple of 32 "
+                                       "(default: 128)")
+    opt("--first-box", type=_percent_pair, metavar="MIN,MAX",
+        help="small model only: the first map's box sizes in %% of the image, MIN < MAX <= 20 "
+             "(default: 10,20; smaller for small objects)")
+    opt("--drop-difficult", action="store_true",
+        help="leave out objects marked difficult (default: train on them, as the paper)")
+    opt("--init-weights", help=".npz weights to start from, e.g. a converted VGG16 base "
+                               "(default: random initialisation)")
+    opt("--checkpoint-every", type=int, default=1000, help="iterations between checkpoints")
+    opt("--out", default="runs/train", help="output folder (locked while training)")
+    opt("--seed", type=int, default=0, help="seed of the initialisation, data order and "
+                                            "augmentation")
+    opt("--device", default="cpu", choices=["cpu", "gpu"], help="where to train")
+    opt("--workers", type=int, default=0, help="data worker processes (0: load in the "
+                                               "training process)")
+    opt("--resume", action="store_true", help="continue OUT/checkpoint.npz")
+    opt("--overwrite", action="store_true",
+        help="start afresh in an OUT that already holds a run (its checkpoint is deleted)")
 
-    e = sub.add_parser("eval", help="VOC AP of trained weights on a VOC-format split")
-    e.add_argument("--run", required=True, help="a training output folder (config + weights)")
-    e.add_argument("--data", default=None, help="dataset root (default: the training one)")
-    e.add_argument("--year", default=None)
-    e.add_argument("--split", default="test")
-    e.add_argument("--metric", default="07", choices=["07", "area"])
-    e.add_argument("--out", default=None, help="folder for ap.json, ap.txt, pr.png")
-    e.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
+    e = sub.add_parser("eval", help="VOC AP of trained weights on a VOC-format split",
+                       description="Per-class AP and mAP with the VOC devkit's rules.")
+    _add_model_source(e, "--run or --weights is required")
+    opt = _Options(e, given_only)
+    opt("--data", help="dataset root (default: the run's training data; required with "
+                       "--weights)")
+    opt("--year", help="year, for a VOCdevkit folder (default: the run's)")
+    opt("--split", default="test", help="image set to evaluate")
+    opt("--metric", default="07", choices=["07", "area"],
+        help="VOC2007 11-point AP, or the area under the monotone PR curve (VOC2010+)")
+    opt("--out", help="folder for ap.json, ap.txt, pr.png (default: RUN/eval-SPLIT, or "
+                      "eval-SPLIT beside the weights)")
+    opt("--device", default="cpu", choices=["cpu", "gpu"], help="where to run the model")
 
-    k = sub.add_parser("detect", help="detections on images: pictures and a JSON")
-    k.add_argument("images", nargs="+")
-    k.add_argument("--run", required=True, help="a training output folder")
-    k.add_argument("--out", default="runs/detect")
-    k.add_argument("--threshold", type=float, default=0.3, help="min score to draw")
-    k.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
+    k = sub.add_parser("detect", help="detections on images: pictures and a JSON",
+                       description="Detect objects in images; writes one picture per image "
+                                   "and detections.json.")
+    k.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
+    _add_model_source(k, "--run or --weights is required")
+    opt = _Options(k, given_only)
+    opt("--out", default="runs/detect", help="folder for the pictures and detections.json")
+    opt("--threshold", type=float, default=0.3, help="min score to draw (the JSON has all)")
+    opt("--device", default="cpu", choices=["cpu", "gpu"], help="where to run the model")
 
-    g = sub.add_parser("make-data", help="write the built-in dataset in the VOC layout")
-    g.add_argument("out")
-    g.add_argument("--train", type=int, default=1000)
-    g.add_argument("--test", type=int, default=200)
-    g.add_argument("--size", type=int, default=128)
-    g.add_argument("--seed", type=int, default=0)
+    g = sub.add_parser("make-data", help="write the built-in dataset in the VOC layout",
+                       description="Write the built-in dataset (shapes on cluttered "
+                                   "backgrounds) in the VOC layout.")
+    g.add_argument("out", help="output folder")
+    opt = _Options(g, given_only)
+    opt("--train", type=int, default=1000, help="training images")
+    opt("--test", type=int, default=200, help="test images")
+    opt("--size", type=int, default=128, help="image size in pixels")
+    opt("--seed", type=int, default=0, help="seed")
 
-    c = sub.add_parser("convert", help="PyTorch weights -> minissd .npz")
-    c.add_argument("args", nargs=argparse.REMAINDER)
+    from . import convert
+    from .data import download
 
-    w = sub.add_parser("download", help="fetch PASCAL VOC into a VOCdevkit folder")
-    w.add_argument("args", nargs=argparse.REMAINDER)
+    c = sub.add_parser("convert", help="PyTorch weights -> minissd .npz",
+                       description=convert.DESCRIPTION)
+    convert.add_arguments(c)
+    w = sub.add_parser("download", help="fetch PASCAL VOC into a VOCdevkit folder",
+                       description=download.__doc__.splitlines()[0])
+    download.add_arguments(w)
     return p
 
 
 def load_run(run_dir, device="cpu"):
-    """The model of a training output folder (``config.json`` + ``weights.npz``)."""
-    from .nn import load_weights
-    from .train import TrainConfig, build_model
+    """The model of a training output folder: ``(model, config, class names)``, with the final
+    weights, or the last checkpoint of a run that did not finish (announced)."""
+    from .runfolder import RunFolder, RunFolderError
+    from .train import TrainConfig, load_checkpoint
 
-    run = Path(run_dir)
-    for name in ("config.json", "weights.npz"):
-        if not (run / name).exists():
-            raise FileNotFoundError(f"{run}: no {name} (is this a `minissd train` output?)")
-    config = TrainConfig.from_json((run / "config.json").read_text())
+    folder = RunFolder(run_dir)
+    if not folder.config.exists():
+        raise RunFolderError(f"{folder.path}: no config.json (is this a `minissd train` "
+                             f"output?)")
+    config = TrainConfig.from_json(folder.config.read_text())
+    path, what = folder.latest_weights()
+    if path == folder.checkpoint:
+        state, _, iteration, _ = load_checkpoint(path)
+        print(f"{folder.path}: no final weights; using the last checkpoint (iteration "
+              f"{iteration} of {config.iterations})")
+    else:
+        from .nn import load_npz
+
+        state = load_npz(path)
+    return _model_with_state(config.model, config.class_names, state, path, device,
+                             config.extra, config.seed), config, _class_names(config.class_names)
+
+
+def load_weights_file(path, model="ssd300", class_names=None, device="cpu"):
+    """A model from a bare weights ``.npz`` (e.g. ``minissd convert``'s output), given the
+    model name and class names: ``(model, class names)``."""
+    from .nn import load_npz
+
+    return (_model_with_state(model or "ssd300", class_names, load_npz(path), path, device),
+            _class_names(class_names))
+
+
+def _class_names(names):
     from .data import VOC_CLASSES
 
-    names = config.class_names or VOC_CLASSES
-    model = build_model(config, len(names))
-    load_weights(model, run / "weights.npz")
-    return model.to(device), config, tuple(names)
+    return tuple(names) if names else VOC_CLASSES
 
 
-def cmd_train(a):
-    from .train import TrainConfig, train
+def _model_with_state(model_name, class_names, state, path, device, extra=None, seed=0):
+    from .convert import CONFIGS
+    from .ssd.model import SSD
 
+    config = CONFIGS[model_name](len(_class_names(class_names)) + 1, **(extra or {}))
+    model = SSD(config, seed=seed)
+    try:
+        model.load_state_dict(state)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc} (model {model_name}, "
+                         f"{config.num_classes - 1} classes)") from None
+    return model.to(device)
+
+
+def _model_from_args(a):
+    """``(model, class names, config or None, default output folder)`` from --run or
+    --weights."""
+    if (a.run is None) == (a.weights is None):
+        raise ValueError("give either --run (a training output folder) or --weights (an .npz "
+                         "file)")
+    if a.run is not None:
+        if a.model or a.classes:
+            raise ValueError("--model and --classes go with --weights; a --run knows its own")
+        model, config, names = load_run(a.run, a.device)
+        return model, names, config, Path(a.run)
+    model, names = load_weights_file(a.weights, a.model, a.classes, a.device)
+    return model, names, None, Path(a.weights).parent
+
+
+def _check_device(device):
+    from .backend import gpu_unavailable_reason
+
+    if device == "gpu" and (reason := gpu_unavailable_reason()):
+        raise ValueError(f"--device gpu: {reason}")
+
+
+def _train_fields(a) -> dict:
+    """``TrainConfig`` fields from the parsed ``train`` flags present in ``a``."""
+    direct = {"data": "data_root", "year": "year", "split": "train_split",
+              "classes": "class_names", "model": "model", "iterations": "iterations",
+              "batch_size": "batch_size", "optimizer": "optimizer", "lr": "lr",
+              "milestones": "milestones", "warmup_iters": "warmup_iters",
+              "weight_decay": "weight_decay", "augmentation": "augmentation",
+              "init_weights": "init_weights", "checkpoint_every": "checkpoint_every",
+              "out": "out_dir", "seed": "seed", "device": "device", "workers": "num_workers"}
+    given = vars(a)
+    fields = {field: given[dest] for dest, field in direct.items() if dest in given}
+    if given.get("no_augment"):
+        fields["augment"] = False
+    if given.get("drop_difficult"):
+        fields["keep_difficult"] = False
     extra = {}
-    if a.image_size is not None:
-        extra["image_size"] = a.image_size
-    if a.first_box is not None:
-        try:
-            extra["first_min_ratio"], extra["first_max_ratio"] = (
-                float(v) for v in a.first_box.split(","))
-        except ValueError:
-            raise ValueError(
-                f"--first-box must be MIN,MAX (percent), got {a.first_box!r}") from None
-    if extra and a.model != "small":
+    if given.get("image_size") is not None:
+        extra["image_size"] = given["image_size"]
+    if given.get("first_box") is not None:
+        extra["first_min_ratio"], extra["first_max_ratio"] = given["first_box"]
+    if extra:
+        fields["extra"] = extra
+    return fields
+
+
+def cmd_train(a, argv):
+    from dataclasses import replace
+
+    from .runfolder import RunFolder
+    from .train import TrainConfig, read_checkpoint_config, train
+
+    fields = _train_fields(a)
+    if fields.get("extra") and fields.get("model", "ssd300") != "small" and not a.resume:
         raise ValueError("--image-size and --first-box apply to --model small only")
-    config = TrainConfig(
-        data_root=a.data, year=a.year, train_split=a.split,
-        class_names=tuple(a.classes.split(",")) if a.classes else None,
-        keep_difficult=not a.drop_difficult, model=a.model, iterations=a.iterations,
-        batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr,
-        milestones=tuple(int(m) for m in a.milestones.split(",") if m),
-        warmup_iters=a.warmup_iters, weight_decay=a.weight_decay, augment=not a.no_augment,
-        augmentation=a.augmentation, extra=extra,
-        seed=a.seed, device=a.device, num_workers=a.workers,
-        checkpoint_every=a.checkpoint_every, out_dir=a.out, init_weights=a.init_weights)
-    train(config, resume=a.resume)
+    if a.resume:
+        # the checkpoint's settings, changed only by the flags typed now (train() refuses any
+        # change but how long, where and how often to checkpoint)
+        typed = _train_fields(_parser(given_only=True).parse_args(argv))
+        folder = RunFolder(a.out)
+        if not folder.checkpoint.exists():
+            raise FileNotFoundError(f"--resume: no checkpoint at {folder.checkpoint}")
+        saved = read_checkpoint_config(folder.checkpoint)
+        if "extra" in typed:
+            typed["extra"] = {**saved.extra, **typed["extra"]}
+        config = replace(saved, **typed)
+    else:
+        if "data_root" not in fields or fields["data_root"] is None:
+            raise ValueError("--data is required (the dataset folder), unless --resume")
+        config = TrainConfig(**fields)
+    train(config, resume=a.resume, overwrite=a.overwrite)
     print(f"weights, metrics and loss curve in {a.out}")
 
 
@@ -179,39 +380,66 @@ def evaluate_and_report(model, dataset, out_dir, use_07_metric=True):
     return result, dets
 
 
-def cmd_eval(a):
-    from .data import VOCDataset
+def cmd_eval(a, argv):
+    from dataclasses import replace
 
-    model, config, names = load_run(a.run, a.device)
-    dataset = VOCDataset(a.data or config.data_root, a.split, year=a.year or config.year,
-                         class_names=names)
-    evaluate_and_report(model, dataset, a.out or Path(a.run) / f"eval-{a.split}",
-                        use_07_metric=a.metric == "07")
+    from .train import TrainConfig, load_dataset
+
+    _check_device(a.device)
+    model, names, config, home = _model_from_args(a)
+    if config is None:
+        if a.data is None:
+            raise ValueError("--data is required with --weights (the dataset to evaluate on)")
+        config = TrainConfig(data_root=a.data, class_names=names)
+    config = replace(config, data_root=a.data or config.data_root, year=a.year or config.year,
+                     keep_difficult=True)  # difficult objects are ignored by the metric
+    out = Path(a.out) if a.out else home / f"eval-{a.split}"
+    dataset = load_dataset(config, a.split, report_path=out / "data-report.json")
+    evaluate_and_report(model, dataset, out, use_07_metric=a.metric == "07")
 
 
-def cmd_detect(a):
+def _picture_names(paths) -> list[str]:
+    """One distinct picture name per image path: the file's stem, numbered where two images
+    share one (``a/img.jpg``, ``b/img.jpg`` -> ``img.png``, ``img-2.png``)."""
+    names, used = [], set()
+    for path in paths:
+        stem = name = Path(path).stem
+        number = 1
+        while name in used:
+            number += 1
+            name = f"{stem}-{number}"
+        used.add(name)
+        names.append(name + ".png")
+    return names
+
+
+def cmd_detect(a, argv):
     from .data.voc import read_image
     from .inference import predict
     from .viz import draw_detections
 
-    model, _, names = load_run(a.run, a.device)
+    _check_device(a.device)
+    model, names, _, _ = _model_from_args(a)
+    paths = list(dict.fromkeys(a.images))  # an image given twice is done once
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    images = [read_image(p) for p in a.images]
+    images = [read_image(p) for p in paths]
     dets = predict(model, images, progress=True)
     records = []
-    for path, image, d in zip(a.images, images, dets):
+    for path, picture, image, d in zip(paths, _picture_names(paths), images, dets):
         keep = d.scores >= a.threshold
         pic = draw_detections(image, d.boxes[keep], d.labels[keep], d.scores[keep], names,
-                              out / (Path(path).stem + ".png"))
+                              out / picture)
         records.append({"image": str(path), "picture": str(pic), "detections": [
             {"box": [round(float(v), 2) for v in b], "label": names[int(lab)],
              "score": round(float(s), 4)} for b, lab, s in zip(d.boxes, d.labels, d.scores)]})
-    (out / "detections.json").write_text(json.dumps(records, indent=1))
+    from .fileio import atomic_write_text
+
+    atomic_write_text(out / "detections.json", json.dumps(records, indent=1))
     print(f"{len(records)} images: pictures and detections.json in {out}")
 
 
-def cmd_make_data(a):
+def cmd_make_data(a, argv):
     from .data import make_synthetic_voc
 
     names = make_synthetic_voc(a.out, a.train, a.test, image_size=a.size, seed=a.seed)
@@ -219,7 +447,7 @@ def cmd_make_data(a):
           f"{a.out}")
 
 
-def cmd_demo(a):
+def cmd_demo(a, argv):
     from .data import SYNTHETIC_CLASSES, VOCDataset, make_synthetic_voc
     from .train import TrainConfig, train
     from .viz import draw_detections
@@ -227,20 +455,21 @@ def cmd_demo(a):
     start = time.perf_counter()
     out = Path(a.out)
     data = out / "data"
+    config = TrainConfig(
+        data_root=str(data), train_split="train", class_names=SYNTHETIC_CLASSES, model="small",
+        iterations=a.iterations, batch_size=a.batch_size, optimizer="adam", lr=a.lr,
+        milestones=tuple(sorted({m for m in (a.iterations * 2 // 3, a.iterations * 13 // 15)
+                                 if m > 0})),
+        warmup_iters=min(a.warmup_iters, a.iterations // 10), weight_decay=a.weight_decay,
+        augmentation=a.augmentation,
+        seed=a.seed, device=a.device, num_workers=a.workers,
+        checkpoint_every=max(100, a.iterations // 5), out_dir=str(out / "train")).check()
     print(f"[1/4] writing the built-in dataset to {data} ({a.train_images} train, "
           f"{a.test_images} test images, {a.image_size} px)")
     make_synthetic_voc(data, a.train_images, a.test_images, image_size=a.image_size,
                        seed=a.seed)
     print(f"[2/4] training the small SSD for {a.iterations} iterations on the {a.device}")
-    config = TrainConfig(
-        data_root=str(data), train_split="train", class_names=SYNTHETIC_CLASSES, model="small",
-        iterations=a.iterations, batch_size=a.batch_size, optimizer="adam", lr=a.lr,
-        milestones=(int(a.iterations * 2 / 3), int(a.iterations * 13 / 15)),
-        warmup_iters=min(a.warmup_iters, a.iterations // 10), weight_decay=a.weight_decay,
-        augmentation=a.augmentation,
-        seed=a.seed, device=a.device, num_workers=a.workers,
-        checkpoint_every=max(100, a.iterations // 5), out_dir=str(out / "train"))
-    model, _ = train(config)
+    model, _ = train(config, overwrite=True)  # the demo always starts afresh
     print("[3/4] evaluating on the held-out test images")
     test = VOCDataset(data, "test", class_names=SYNTHETIC_CLASSES)
     result, dets = evaluate_and_report(model, test, out)
@@ -259,25 +488,77 @@ def cmd_demo(a):
     return result
 
 
+HANDLERS = {"demo": cmd_demo, "train": cmd_train, "eval": cmd_eval, "detect": cmd_detect,
+            "make-data": cmd_make_data}
+
+
+def _error_text(exc, command) -> str:
+    """One line (or, for a data error, one line per problem) saying what went wrong."""
+    from .train import ConfigError
+
+    if isinstance(exc, ConfigError) and command in ("train", "demo"):
+        flag = FLAG_OF_FIELD.get(exc.field, "--" + exc.field.replace("_", "-"))
+        return f"{flag}: {exc.message}"
+    if isinstance(exc, OSError) and exc.strerror and not isinstance(exc, FileNotFoundError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    if isinstance(exc, KeyError):  # str() of a KeyError is the repr of its key
+        return f"missing key {exc.args[0]!r}" if exc.args else "missing key"
+    return str(exc)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings as one readable line each (not Python's file:line format)."""
+    text = " ".join(str(message).split("\n")[0].split())
+    print(f"minissd: warning: {text}", file=sys.stderr)
+
+
+def _close_progress_bars():
+    """Close open tqdm bars, so that an error is printed on its own line."""
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None:
+        for bar in list(getattr(tqdm.tqdm, "_instances", ())):
+            bar.close()
+
+
 def main(argv=None):
-    from .train import NonFiniteLossError
+    """Run ``minissd ARGV``; returns the exit status (0, 2 for an error, 130 interrupted)."""
+    import os
+    import warnings
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
-    if args.command == "convert":
-        from . import convert
+    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = _show_warning
+        try:
+            if args.command in ("convert", "download"):
+                from . import convert
+                from .data import download
 
-        return convert.main(args.args)
-    if args.command == "download":
-        from .data import download
+                status = {"convert": convert, "download": download}[args.command].run(args)
+                if status:
+                    return status
+            else:
+                HANDLERS[args.command](args, argv)
+        except KeyboardInterrupt:
+            _close_progress_bars()
+            print(f"minissd {args.command}: interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:
+            if debug:
+                raise
+            _close_progress_bars()
+            from .train import NonFiniteLossError
 
-        return download.main(args.args)
-    handlers = {"demo": cmd_demo, "train": cmd_train, "eval": cmd_eval, "detect": cmd_detect,
-                "make-data": cmd_make_data}
-    try:
-        handlers[args.command](args)
-    except (FileNotFoundError, ValueError, NonFiniteLossError) as exc:
-        print(f"minissd {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+            expected = isinstance(exc, ValueError | OSError | RuntimeError | NonFiniteLossError
+                                  | KeyError)
+            print(f"minissd {args.command}: error: {_error_text(exc, args.command)}"
+                  + ("" if expected else f" ({type(exc).__name__}; this looks like a bug in "
+                                         f"minissd: rerun with --debug for the traceback)"),
+                  file=sys.stderr)
+            return 2
     return 0
 
 
@@ -285,4 +566,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["main", "DemoConfig", "load_run"]
+__all__ = ["main", "DemoConfig", "load_run", "load_weights_file"]

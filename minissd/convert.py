@@ -534,10 +534,18 @@ def build_model(conversion: Conversion, dtype=None) -> SSD:
 # ----------------------------------------------------------------------------------------- CLI
 
 
+DESCRIPTION = "Convert PyTorch SSD / VGG16 weights to minissd .npz weights."
+
+
 def _parser():
-    p = argparse.ArgumentParser(
-        prog="minissd convert",
-        description="Convert PyTorch SSD / VGG16 weights to minissd .npz weights.")
+    p = argparse.ArgumentParser(prog="minissd convert", description=DESCRIPTION)
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p):
+    """The ``convert`` options (shared by ``minissd convert`` and ``python -m
+    minissd.convert``)."""
     p.add_argument("src", help="state dict: .pth/.pt (needs torch) or .npz")
     p.add_argument("dst", help="output .npz (minissd weights)")
     p.add_argument("--layout", choices=LAYOUTS, help="source layout (default: from the keys)")
@@ -556,12 +564,15 @@ def _parser():
                         "mean/std into it")
     p.add_argument("--non-strict", action="store_true",
                    help="ignore source keys the layout does not use (default: error)")
-    return p
 
 
 def main(argv=None) -> int:
     """``python -m minissd.convert SRC DST [options]``; returns the exit status."""
-    args = _parser().parse_args(argv)
+    return run(_parser().parse_args(argv))
+
+
+def run(args) -> int:
+    """Convert as ``args`` (from ``add_arguments``) say; returns the exit status."""
     try:
         state = read_state_dict(args.src)
         layout = args.layout or detect_layout(state)

@@ -178,6 +178,14 @@ def caffe_sizes(min_dim, num_maps, min_ratio, max_ratio, first_min_ratio, first_
     ``first_max_ratio``. SSD300: (300, 6, 20, 90, 10, 20) -> 30, 60, 111, 162, 213, 264 and
     60, 111, 162, 213, 264, 315.
     """
+    if not 0 < min_ratio < max_ratio <= 100:
+        raise ValueError(f"caffe_sizes: need 0 < min_ratio < max_ratio <= 100 (percent of the "
+                         f"image), got min_ratio={min_ratio}, max_ratio={max_ratio}")
+    if not 0 < first_min_ratio < first_max_ratio <= min_ratio:
+        raise ValueError(
+            f"caffe_sizes: the first map's boxes must be the smallest: need 0 < "
+            f"first_min_ratio < first_max_ratio <= min_ratio ({min_ratio}), got "
+            f"first_min_ratio={first_min_ratio}, first_max_ratio={first_max_ratio}")
     step = int(math.floor((max_ratio - min_ratio) / (num_maps - 2)))
     min_sizes = [min_dim * first_min_ratio / 100.0]
     max_sizes = [min_dim * first_max_ratio / 100.0]

@@ -84,7 +84,7 @@ def test_cli_train_eval_detect(tiny_data, tmp_path, capsys):
 
 
 def test_unknown_augmentation_is_a_clear_error(tiny_data, tmp_path):
-    with pytest.raises(ValueError, match="augmentation must be one of"):
+    with pytest.raises(ValueError, match="augmentation: must be one of"):
         train(config(tiny_data, tmp_path, augmentation="heavy"))
 
 
@@ -114,9 +114,10 @@ def test_cli_small_model_options_reach_the_model(tiny_data, tmp_path, capsys):
     assert main(["train", "--data", str(tiny_data), "--model", "ssd300", "--image-size", "192",
                  "--out", str(tmp_path / "bad")]) == 2
     assert "--model small only" in capsys.readouterr().err
-    assert main(["train", "--data", str(tiny_data), "--model", "small", "--first-box", "5",
-                 "--out", str(tmp_path / "bad")]) == 2
-    assert "--first-box must be MIN,MAX" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(tiny_data), "--model", "small", "--first-box", "5",
+              "--out", str(tmp_path / "bad")])
+    assert "argument --first-box: expected MIN,MAX" in capsys.readouterr().err
 
 
 def test_cli_demo_runs_end_to_end_at_toy_size(tmp_path, capsys):

@@ -255,18 +255,30 @@ def download_voc(
     return root / "VOCdevkit"
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``download`` options (shared by ``minissd download`` and ``python -m
+    minissd.data.download``)."""
+    parser.add_argument("root", help="folder to hold the tar files and VOCdevkit/")
+    parser.add_argument("--archives", nargs="+", default=list(VOC_ARCHIVES),
+                        choices=list(VOC_ARCHIVES),
+                        help="which archives (default: all)")  # fmt: skip
+    parser.add_argument("--mirror", help=f"base URL of a mirror, e.g. {PJREDDIE_MIRROR} "
+                                         f"(default: the official host)")
+    parser.add_argument("--delete-archives", action="store_true",
+                        help="delete each tar after extracting it")  # fmt: skip
+
+
+def run(args) -> None:
+    """Download as ``args`` (from ``add_arguments``) say."""
+    devkit = download_voc(args.root, args.archives, args.mirror, not args.delete_archives)
+    print(f"VOC is in {devkit}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m minissd.data.download",
                                      description=__doc__.splitlines()[0])  # fmt: skip
-    parser.add_argument("root", help="folder to hold the tar files and VOCdevkit/")
-    parser.add_argument("--archives", nargs="+", default=list(VOC_ARCHIVES),
-                        choices=list(VOC_ARCHIVES))  # fmt: skip
-    parser.add_argument("--mirror", help=f"base URL of a mirror, e.g. {PJREDDIE_MIRROR}")
-    parser.add_argument("--delete-archives", action="store_true",
-                        help="delete each tar after extracting it")  # fmt: skip
-    args = parser.parse_args(argv)
-    devkit = download_voc(args.root, args.archives, args.mirror, not args.delete_archives)
-    print(f"VOC is in {devkit}")
+    add_arguments(parser)
+    run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -121,15 +121,19 @@ class Module:
     def load_state_dict(self, state, strict: bool = True):
         """Copy arrays into the parameters and buffers, keeping each one's device and dtype.
 
-        Raises ``KeyError`` naming missing/unexpected keys (when ``strict``) and ``ValueError``
-        naming the key and both shapes on a shape mismatch.
+        Raises ``ValueError`` counting the missing/unexpected keys and naming the first few
+        (when ``strict``), or naming the key and both shapes on a shape mismatch.
         """
         own = dict(self.named_parameters())
         buffers = {name: (m, key, b) for name, m, key, b in self.named_buffers()}
         missing = sorted((set(own) | set(buffers)) - set(state))
         unexpected = sorted(set(state) - set(own) - set(buffers))
         if strict and (missing or unexpected):
-            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+            raise ValueError("load_state_dict: the state does not fit this model: "
+                             + "; ".join(f"{len(keys)} {what} keys ({_first(keys)})"
+                                         for what, keys in (("missing", missing),
+                                                            ("unexpected", unexpected)) if keys)
+                             + " (weights of another architecture or number of classes?)")
         for name, value in state.items():
             if name not in own and name not in buffers:
                 continue
@@ -151,6 +155,10 @@ class Module:
         for name, m in self._modules.items():
             lines.append("  " + f"({name}): {m!r}".replace("\n", "\n  "))
         return "\n".join(lines) + ")" if len(lines) > 1 else f"{type(self).__name__}()"
+
+
+def _first(keys, listed=3):
+    return ", ".join(map(repr, keys[:listed])) + (", ..." if len(keys) > listed else "")
 
 
 class Sequential(Module):

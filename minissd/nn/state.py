@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from ..fileio import atomic_write
+
 
 def save_npz(path, arrays: dict) -> Path:
-    """Write ``{name: array}`` to ``path`` atomically: a temporary file in the same folder, then
-    ``os.replace``. A crash mid-write never leaves a truncated file under ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``{name: array}`` to ``path`` atomically (see ``atomic_write``)."""
+    return atomic_write(path, lambda f: np.savez(f, **{k: np.asarray(v)
+                                                        for k, v in arrays.items()}))
 
 
 def load_npz(path) -> dict[str, np.ndarray]:
@@ -37,12 +25,20 @@ def load_npz(path) -> dict[str, np.ndarray]:
         raise ValueError(f"load_npz: {path} is not a readable .npz archive (not a zip file)")
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            arrays = {k: z[k] for k in z.files}
     except ValueError as exc:  # object arrays need pickle
         raise ValueError(f"load_npz: {path} holds pickled objects, which minissd never loads "
                          f"({exc})") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"load_npz: {path} is not a readable .npz archive ({exc})") from None
+    not_arrays = sorted(k for k, v in arrays.items() if not isinstance(v, np.ndarray))
+    if not_arrays:  # np.load hands other zip members back as raw bytes
+        raise ValueError(f"load_npz: {path} is a zip file but not an .npz archive: "
+                         f"{len(not_arrays)} member(s) are not NumPy arrays (first: "
+                         f"{not_arrays[0]!r})")
+    if not arrays:
+        raise ValueError(f"load_npz: {path} holds no arrays")
+    return arrays
 
 
 def save_weights(module, path) -> Path:
