@@ -2,8 +2,8 @@
 
 Training pipeline (:class:`SSDAugmentation`), in the order of Caffe's data layer::
 
-    photometric distortion -> zoom out (expand) -> IoU-constrained crop
-        -> horizontal flip -> resize -> mean subtraction, HWC -> CHW
+    (shrink a large image) -> photometric distortion -> zoom out (expand)
+        -> IoU-constrained crop -> horizontal flip -> resize -> mean subtraction, HWC -> CHW
 
 Every random step takes an explicit ``rng: numpy.random.Generator``; the same
 generator state gives the same output.
@@ -46,6 +46,20 @@ Choices, and where they come from
 - Flip: probability 0.5. Caffe flips after the resize; flipping just before it gives
   the same result (a warp commutes with a mirror) and keeps boxes in pixels.
 - Mean: the VGG ImageNet means, RGB (123, 117, 104); Caffe's BGR (104, 117, 123).
+- Memory: a large image is first shrunk (:func:`shrink`), each side to at most
+  ``ceil(size / f)`` pixels, ``f`` the smallest fraction of a side a crop patch can keep
+  (:func:`smallest_patch_fraction`; 0.3 * sqrt(0.5) = 0.212 for SSD's samplers): 1415
+  pixels for a 300-pixel model (:meth:`SSDAugmentation.max_input_size`). Every patch
+  the crop can draw then still spans at least ``size`` pixels, so the final resize
+  still only shrinks and the output is the same augmentation up to interpolation; the
+  random draws are unchanged, and an image within the limit (any VOC image at size 300)
+  is not touched. Without it an 8000 x 8000 photo peaked at 7.3 GB (issue 11): float32
+  colour steps on 64 M pixels, then a zoom-out canvas up to 16 times the image (a
+  4000 x 3000 image: 1007 MiB of NumPy arrays, now 13 MiB at size 64). With it the
+  canvas is at most ``(4 * 1415)**2 * 3`` bytes = 96 MB at size 300. The sides shrink
+  independently (the final resize warps anyway; patches are drawn in fractions of each
+  side and IoU is unchanged by scaling an axis), one channel at a time, so that only
+  one channel of the input is ever copied.
 - Recipes (:data:`AUGMENTATIONS`): "ssd" is all of the above; "no-expand" and "flip" drop
   stages for short runs, and "flip" distorts colours after the resize (cheaper on big
   images; ``AugmentationConfig.photometric_after_resize``).
@@ -54,6 +68,7 @@ Choices, and where they come from
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -79,6 +94,8 @@ __all__ = [
     "random_crop",
     "hflip",
     "resize",
+    "shrink",
+    "smallest_patch_fraction",
     "normalize_boxes",
     "to_chw",
     "SSDAugmentation",
@@ -414,11 +431,48 @@ def hflip(image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Pillow bilinear resize of uint8 (H, W, 3) to ``size`` = (height, width)."""
+    """Pillow bilinear resize of uint8 (H, W, 3) or (H, W) to ``size`` = (height, width)."""
     height, width = size
     if image.shape[:2] == (height, width):
         return image
     return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+
+
+def smallest_patch_fraction(samplers: Sequence[PatchSampler]) -> tuple[float, float]:
+    """The smallest (width, height) fraction of an image that a crop patch can keep.
+
+    A patch is ``scale * sqrt(aspect)`` wide and ``scale / sqrt(aspect)`` high (see
+    :func:`sample_patch`): narrowest at the smallest scale and aspect, lowest at the
+    smallest scale and largest aspect. 1.0 when there is no sampler (no crop).
+    """
+    widths, heights = [1.0], [1.0]
+    for s in samplers:
+        scale = s.min_scale
+        narrowest = min(max(s.min_aspect_ratio, scale**2), 1.0 / scale**2)
+        flattest = min(max(s.max_aspect_ratio, scale**2), 1.0 / scale**2)
+        widths.append(min(scale * math.sqrt(narrowest), 1.0))
+        heights.append(min(scale / math.sqrt(flattest), 1.0))
+    return min(widths), min(heights)
+
+
+def shrink(
+    image: np.ndarray, boxes: np.ndarray, max_size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shrink each side of ``image`` (H, W, C) longer than ``max_size`` = (height, width).
+
+    Boxes (K, 4) pixel corners are scaled alike. Each channel is resized on its own (the
+    same numbers as :func:`resize` on the whole image) so that only one channel of a
+    large input is copied at a time.
+    """
+    height, width = image.shape[:2]
+    new_h, new_w = min(height, max_size[0]), min(width, max_size[1])
+    if (new_h, new_w) == (height, width):
+        return image, boxes
+    channels = [
+        resize(np.ascontiguousarray(image[:, :, c]), (new_h, new_w)) for c in range(image.shape[2])
+    ]
+    scale = np.array([new_w / width, new_h / height] * 2, dtype=np.float32)
+    return np.stack(channels, axis=-1), (boxes * scale).astype(np.float32)
 
 
 def normalize_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -460,10 +514,17 @@ class SSDAugmentation:
     def __post_init__(self):
         _as_size(self.size)
 
+    def max_input_size(self) -> tuple[int, int]:
+        """(height, width) beyond which an input is shrunk first (module docstring)."""
+        size_h, size_w = _as_size(self.size)
+        frac_w, frac_h = smallest_patch_fraction(self.config.samplers)
+        return math.ceil(size_h / frac_h), math.ceil(size_w / frac_w)
+
     def __call__(self, image, boxes, labels, rng: np.random.Generator):
         cfg = self.config
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         labels = np.asarray(labels, dtype=np.int64)
+        image, boxes = shrink(image, boxes, self.max_input_size())
         late_photometric = cfg.photometric is not None and cfg.photometric_after_resize
         if cfg.photometric is not None and not late_photometric:
             image = photometric_distort(image, rng, cfg.photometric)
