@@ -344,8 +344,8 @@ def _resume_point(folder: RunFolder, config: TrainConfig):
     if diff := saved.differences(config):
         raise RunFolderError(
             f"--resume: these settings differ from the checkpoint's (checkpoint -> now): "
-            f"{'; '.join(diff)}. A resumed run keeps its settings; only "
-            f"{', '.join(RUN_FIELDS[:-1])} may change")
+            f"{'; '.join(diff)}. A resumed run keeps its settings; only its length, device, "
+            f"workers and checkpoint interval may change")
     if config.iterations <= start:
         raise ConfigError("iterations", f"the checkpoint is already at iteration {start}; "
                                         f"to train on, ask for more than {start}")

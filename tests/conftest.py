@@ -30,3 +30,14 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """The built-in dataset at toy size (6 train, 2 test images of 128 px), for training
+    tests; tests must not modify it."""
+    from minissd.data import make_synthetic_voc
+
+    root = tmp_path_factory.mktemp("synthetic")
+    make_synthetic_voc(root, num_train=6, num_test=2, image_size=128, seed=3)
+    return root

@@ -6,16 +6,9 @@ import csv
 import numpy as np
 import pytest
 
-from minissd.data import SYNTHETIC_CLASSES, make_synthetic_voc
+from minissd.data import SYNTHETIC_CLASSES
 from minissd.nn import load_npz
 from minissd.train import NonFiniteLossError, TrainConfig, load_checkpoint, train
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    make_synthetic_voc(root, num_train=6, num_test=2, image_size=128, seed=3)
-    return root
 
 
 def config(root, out, **kw):
