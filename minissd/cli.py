@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .fileio import atomic_write_text
+
 
 @dataclass(frozen=True)
 class DemoConfig:
@@ -93,6 +95,16 @@ def _percent_pair(text):
         raise argparse.ArgumentTypeError(
             f"expected MIN,MAX in percent of the image such as 5,10, got {text!r}") from None
     return low, high
+
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
 
 
 def _names(text):
@@ -211,7 +223,8 @@ def _parser(given_only=False):
     _add_model_source(k, "--run or --weights is required")
     opt = _Options(k, given_only)
     opt("--out", default="runs/detect", help="folder for the pictures and detections.json")
-    opt("--threshold", type=float, default=0.3, help="min score to draw (the JSON has all)")
+    opt("--threshold", type=_fraction, default=0.3,
+        help="min score to draw, in [0, 1] (the JSON has all)")
     opt("--device", default="cpu", choices=["cpu", "gpu"], help="where to run the model")
 
     g = sub.add_parser("make-data", help="write the built-in dataset in the VOC layout",
@@ -373,8 +386,7 @@ def evaluate_and_report(model, dataset, out_dir, use_07_metric=True):
     table = voc_eval.format_ap_table(result, dataset.class_names)
     print(table)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ap.txt").write_text(table + "\n")
+    atomic_write_text(out / "ap.txt", table + "\n")
     voc_eval.write_json(result, out / "ap.json", dataset.class_names)
     voc_eval.save_pr_curves(result, out / "pr.png", dataset.class_names)
     return result, dets
@@ -433,8 +445,6 @@ def cmd_detect(a, argv):
         records.append({"image": str(path), "picture": str(pic), "detections": [
             {"box": [round(float(v), 2) for v in b], "label": names[int(lab)],
              "score": round(float(s), 4)} for b, lab, s in zip(d.boxes, d.labels, d.scores)]})
-    from .fileio import atomic_write_text
-
     atomic_write_text(out / "detections.json", json.dumps(records, indent=1))
     print(f"{len(records)} images: pictures and detections.json in {out}")
 
@@ -509,7 +519,7 @@ def _error_text(exc, command) -> str:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     """Warnings as one readable line each (not Python's file:line format)."""
-    text = " ".join(str(message).split("\n")[0].split())
+    text = "; ".join(" ".join(ln.split()) for ln in str(message).splitlines() if ln.strip())
     print(f"minissd: warning: {text}", file=sys.stderr)
 
 

@@ -223,6 +223,13 @@ def test_detect_gives_each_image_its_own_picture(tmp_path, run, tiny_data):
     assert len(set(pictures)) == 2 and all(Path(p).exists() for p in pictures)
 
 
+def test_detect_threshold_outside_0_1_is_refused(tmp_path, capsys, run):
+    with pytest.raises(SystemExit):
+        main(["detect", "x.jpg", "--run", str(run), "--threshold", "2"])
+    assert "argument --threshold: expected a number in [0, 1], got '2'" in \
+        capsys.readouterr().err
+
+
 def test_unreadable_image_is_one_line(tmp_path, capsys, run):
     (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
     assert main(["detect", str(tmp_path / "bad.jpg"), "--run", str(run), "--out",
