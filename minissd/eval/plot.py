@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from minissd.eval.report import _names, atomic_write_bytes
-from minissd.eval.voc import VOCEvalResult
+from minissd.eval.voc import VOC07_RECALL_LEVELS, VOCEvalResult
 
 __all__ = ["pr_curves_figure", "save_pr_curves"]
 
@@ -57,7 +57,7 @@ def pr_curves_figure(result: VOCEvalResult, class_names=None, ncols: int = 5):
         if len(recall) and not math.isnan(ap):
             ax.plot(recall, precision, color="tab:blue", lw=0.8, label="raw")
             if result.use_07_metric:
-                levels = np.arange(11) / 10
+                levels = np.array(VOC07_RECALL_LEVELS)  # the ones voc_ap averages
                 best = [
                     precision[recall >= t].max() if np.any(recall >= t) else 0.0 for t in levels
                 ]

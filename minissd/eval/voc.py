@@ -27,35 +27,56 @@ For each class ``c`` separately:
    the devkit.
 6. **AP.** ``use_07_metric=True`` (VOC2007, the SSD paper's metric): the mean over the 11 recall
    levels ``t = 0, 0.1, ..., 1`` of the highest precision at recall ``>= t`` (0 if recall never
-   reaches ``t``). The levels are computed as ``k / 10`` so that a recall of exactly 3/10
-   counts at ``t = 0.3``; ``np.arange(0, 1.1, 0.1)`` (py-faster-rcnn, ChainerCV) yields
-   0.30000000000000004, 0.6000000000000001 and 0.7000000000000001 and misses it.
+   reaches ``t``). The levels are the devkit's own doubles, ``VOC07_RECALL_LEVELS``: MATLAB's
+   ``0:0.1:1`` makes its 0.3 level ``3*0.1 = 0.30000000000000004`` (a recall of exactly 3/10
+   does not reach it) and its 0.6 and 0.7 levels the plain doubles 0.6 and 0.7 (recalls of
+   exactly 6/10 and 7/10 do). ``k / 10`` differs at 0.3, ``np.arange(0, 1.1, 0.1)``
+   (py-faster-rcnn, ChainerCV) at 0.6 and 0.7.
    ``use_07_metric=False`` (VOC2010 and later): the area under the precision envelope
    (precision made monotone non-increasing in recall), summed where recall changes.
 7. **Classes without positives.** When ``npos == 0`` recall is undefined: the class's recall
-   array is NaN, its AP is NaN, and the mAP (``nanmean`` of the APs) leaves it out. Under the
-   devkit every VOC class has positives in every test set, so this never arises there.
+   array is NaN, its AP is NaN, and the mAP (``nanmean`` of the APs) leaves it out, as in
+   ChainerCV. Under the devkit every VOC class has positives in every test set, so this never
+   arises there.
 8. **Pixels.** Boxes are ``(x1, y1, x2, y2)`` in pixels with *inclusive* corners, as in the
    VOC annotations: a box's width is ``x2 - x1 + 1`` and the intersection width is
    ``min(x2) - max(x1) + 1`` (``plus_one=True``, the devkit). ``plus_one=False`` measures
    continuous boxes instead (width ``x2 - x1``).
 
-Differences from the usual Python ports: py-faster-rcnn and ChainerCV test ``ovmax > thresh``
-(a detection at exactly IoU 0.5 is a FP there, a TP here and in the devkit), sort with
-``np.argsort(-scores)`` (not stable: tied scores may come out in any order), count 11-point
-levels with ``np.arange`` (point 6), and py-faster-rcnn divides 0 by 0 for the precision.
-ChainerCV's mAP also averages classes that have detections but no positives, with AP 0.
+Differences from the usual Python ports. py-faster-rcnn ``voc_eval.py`` tests
+``ovmax > ovthresh``: a detection at exactly IoU 0.5 is a FP there, a TP here, in the devkit and
+in ChainerCV (``gt_index[iou.max(axis=1) < iou_thresh] = -1`` keeps it). Neither sorts stably:
+py-faster-rcnn uses ``np.argsort(-confidence)``, ChainerCV ``argsort()[::-1]``, so tied scores
+may come out in another order than the devkit's. Both take the 11-point levels from
+``np.arange(0., 1.1, 0.1)`` (point 6). py-faster-rcnn's precision ``tp / (tp + fp)`` divides 0
+by 0 while only ignored detections have been seen (ChainerCV gets NaN there too and turns it
+into 0 with ``np.nan_to_num``, as point 5 does), and its recall divides by ``npos = 0``.
+
+Inputs are checked before anything is counted: boxes finite with ``x1 <= x2`` and ``y1 <= y2``,
+labels integers in ``[0, n_classes)``, scores finite, difficult flags boolean (or 0/1), one
+entry per image in every list, the arrays of an image of matching lengths. A violation is a
+``ValueError`` naming the argument and the image (``pred_boxes[3]``), never an AP computed
+from it.
 """
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
 from minissd.backend import to_numpy
 
-__all__ = ["VOCEvalResult", "eval_detection_voc", "voc_ap", "devkit_iou"]
+__all__ = ["VOC07_RECALL_LEVELS", "VOCEvalResult", "eval_detection_voc", "voc_ap", "devkit_iou"]
+
+#: The 11 recall levels of the VOC2007 AP, as the devkit's ``for t=0:0.1:1`` makes them.
+#: MATLAB builds ``a:d:b`` (here ``n = 10`` steps) symmetrically about its middle: the point
+#: ``k`` is ``a + k*d`` for ``k < n/2`` and ``b - (n-k)*d`` from the middle on. In doubles:
+#: ``3*0.1 = 0.30000000000000004``, while ``1 - 4*0.1 = 0.6`` and ``1 - 3*0.1 = 0.7`` exactly
+#: (``k / 10`` gives 0.3 at k = 3; ``np.arange(0, 1.1, 0.1)`` gives 0.6000000000000001 and
+#: 0.7000000000000001 at k = 6, 7). Every other level equals ``k / 10``.
+VOC07_RECALL_LEVELS = tuple(k * 0.1 if k < 5 else 1.0 - (10 - k) * 0.1 for k in range(11))
 
 
 @dataclass(frozen=True)
@@ -131,8 +152,8 @@ def voc_ap(recall, precision, use_07_metric: bool = True) -> float:
     """Average precision from a precision/recall curve (``VOCap.m`` and the VOC2007 variant).
 
     Args:
-        recall: ``(D,)`` recall after each detection, non-decreasing.
-        precision: ``(D,)`` precision after each detection.
+        recall: ``(D,)`` recall after each detection, non-decreasing, finite.
+        precision: ``(D,)`` precision after each detection, finite.
         use_07_metric: True for the VOC2007 11-point interpolated AP, False for the VOC2010+
             area under the monotone precision envelope.
 
@@ -146,14 +167,18 @@ def voc_ap(recall, precision, use_07_metric: bool = True) -> float:
             f"recall and precision must be 1-D of the same length, got shapes "
             f"{recall.shape} and {precision.shape}"
         )
+    for name, x in (("recall", recall), ("precision", precision)):
+        bad = np.flatnonzero(~np.isfinite(x))
+        if bad.size:
+            raise ValueError(f"{name} must be finite, got {name}[{bad[0]}] = {x[bad[0]]}")
     if use_07_metric:
         best = []
-        for k in range(11):
-            reached = recall >= k / 10  # exactly k/10, see the module docstring (point 6)
+        for t in VOC07_RECALL_LEVELS:  # the devkit's doubles, see the module docstring (point 6)
+            reached = recall >= t
             best.append(precision[reached].max() if reached.any() else 0.0)
         # sum, then divide: 11 precisions of 1 give exactly 1 (the devkit's `ap += p / 11`
         # gives 1.0000000000000002)
-        return float(sum(best) / 11)
+        return float(sum(best) / len(VOC07_RECALL_LEVELS))
     mrec = np.concatenate(([0.0], recall, [1.0]))
     mpre = np.concatenate(([0.0], precision, [0.0]))
     mpre = np.maximum.accumulate(mpre[::-1])[::-1]  # the envelope: best precision to the right
@@ -181,41 +206,49 @@ def eval_detection_voc(
 
     Args:
         pred_boxes: ``N`` arrays ``(K_i, 4)``, detections as corners ``x1, y1, x2, y2`` in
-            pixels (inclusive corners when ``plus_one``).
+            pixels (inclusive corners when ``plus_one``), finite, ``x1 <= x2``, ``y1 <= y2``.
         pred_labels: ``N`` integer arrays ``(K_i,)``, 0-based object class of each detection
             (no background class).
         pred_scores: ``N`` float arrays ``(K_i,)``, confidence of each detection (finite).
         gt_boxes: ``N`` arrays ``(G_i, 4)``, ground-truth boxes in the same format.
         gt_labels: ``N`` integer arrays ``(G_i,)``, 0-based class of each ground-truth box.
-        gt_difficults: ``N`` boolean arrays ``(G_i,)`` or None (no box is difficult).
+        gt_difficults: ``N`` boolean (or 0/1 integer) arrays ``(G_i,)``, or None (no box is
+            difficult).
         iou_threshold: a detection may match a ground truth when IoU ``>=`` this, in [0, 1].
         use_07_metric: True (default, as the SSD paper) for the VOC2007 11-point AP, False for
             the VOC2010+ area under the precision envelope.
-        n_classes: number of classes ``C``; default ``1 + the largest label`` seen.
+        n_classes: number of classes ``C`` (every label lies in ``[0, C)``); default
+            ``1 + the largest label`` seen.
         plus_one: inclusive pixel corners, width ``x2 - x1 + 1`` (default, as the devkit).
 
     Returns:
         A :class:`VOCEvalResult`: ``ap`` ``(C,)`` with NaN for classes without non-difficult
         ground truth, ``map`` (their nanmean), and per-class precision, recall and score curves.
+
+    Raises:
+        ValueError: naming the argument and the image (e.g. ``gt_boxes[12]``) for any input
+            outside the above: wrong shape or dtype, a non-finite value, an inverted box, a
+            label out of range, lists of different lengths.
     """
-    preds = _check_images("pred", pred_boxes, pred_labels, pred_scores, "pred_scores", np.float64)
+    preds = _check_images("pred", pred_boxes, pred_labels, pred_scores, "pred_scores")
     gt_labels = list(gt_labels)  # may be a one-pass iterable
     if gt_difficults is None:
         gt_difficults = [np.zeros(len(labels), dtype=bool) for labels in gt_labels]
-    gts = _check_images("gt", gt_boxes, gt_labels, gt_difficults, "gt_difficults", bool)
+    gts = _check_images("gt", gt_boxes, gt_labels, gt_difficults, "gt_difficults")
     if len(preds[0]) != len(gts[0]):
         raise ValueError(
             f"predictions cover {len(preds[0])} images but ground truth covers {len(gts[0])}"
         )
-    if not 0.0 <= iou_threshold <= 1.0:
-        raise ValueError(f"iou_threshold must lie in [0, 1], got {iou_threshold}")
+    real_scalar = np.ndim(iou_threshold) == 0 and np.asarray(iou_threshold).dtype.kind in "fiu"
+    if not (real_scalar and 0.0 <= iou_threshold <= 1.0):
+        raise ValueError(f"iou_threshold must lie in [0, 1], got {iou_threshold!r}")
     p_boxes, p_labels, p_scores = preds
     g_boxes, g_labels, g_difficult = gts
-    for i, s in enumerate(p_scores):
-        if not np.all(np.isfinite(s)):
-            raise ValueError(f"pred_scores[{i}] holds a non-finite score")
     if n_classes is None:
         n_classes = 1 + max((int(x.max()) for x in p_labels + g_labels if len(x)), default=-1)
+    elif isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) \
+            or n_classes < 0:
+        raise ValueError(f"n_classes must be None or an integer >= 0, got {n_classes!r}")
     for name, parts in (("pred_labels", p_labels), ("gt_labels", g_labels)):
         for i, x in enumerate(parts):
             if len(x) and (x.min() < 0 or x.max() >= n_classes):
@@ -325,8 +358,12 @@ def _concat(arrays, dtype):
     return np.concatenate(arrays).astype(dtype) if len(arrays) else np.zeros(0, dtype=dtype)
 
 
-def _check_images(prefix, boxes, labels, third, third_name, third_dtype):
-    """NumPy copies of per-image (boxes, labels, third) with shapes checked; errors name the arg."""
+def _check_images(prefix, boxes, labels, third, third_name):
+    """NumPy copies of per-image (boxes, labels, scores or difficult flags), every entry checked.
+
+    ``third`` is ``pred_scores`` (finite real numbers, returned as float64) or ``gt_difficults``
+    (booleans or integers 0/1, returned as bool). Each error names the argument and the image.
+    """
     boxes, labels, third = list(boxes), list(labels), list(third)
     if not len(boxes) == len(labels) == len(third):
         raise ValueError(
@@ -335,21 +372,58 @@ def _check_images(prefix, boxes, labels, third, third_name, third_dtype):
         )
     out_boxes, out_labels, out_third = [], [], []
     for i, (b, lab, t) in enumerate(zip(boxes, labels, third, strict=True)):
-        b = to_numpy(b).astype(np.float64, copy=False)
-        lab = to_numpy(lab)
-        t = to_numpy(t)
-        if b.size == 0:
-            b = b.reshape(0, 4)
-        if b.ndim != 2 or b.shape[1] != 4:
-            raise ValueError(f"{prefix}_boxes[{i}] must have shape (K, 4), got {b.shape}")
+        b = _check_box_array(to_numpy(b), f"{prefix}_boxes[{i}]")
         k = b.shape[0]
+        lab = to_numpy(lab)
         if lab.shape != (k,):
             raise ValueError(f"{prefix}_labels[{i}] must have shape ({k},), got {lab.shape}")
         if k and not np.issubdtype(lab.dtype, np.integer):
             raise ValueError(f"{prefix}_labels[{i}] must be integers, got dtype {lab.dtype}")
+        t = to_numpy(t)
         if t.shape != (k,):
             raise ValueError(f"{third_name}[{i}] must have shape ({k},), got {t.shape}")
+        if third_name == "pred_scores":
+            t = _check_scores(t, f"{third_name}[{i}]")
+        else:
+            t = _check_difficult(t, f"{third_name}[{i}]")
         out_boxes.append(b)
         out_labels.append(lab.astype(np.int64))
-        out_third.append(t.astype(third_dtype))
+        out_third.append(t)
     return out_boxes, out_labels, out_third
+
+
+def _check_box_array(b, name):
+    """``b`` as float64 ``(K, 4)`` corners, finite, with ``x1 <= x2`` and ``y1 <= y2``."""
+    if b.dtype.kind not in "fiu":
+        raise ValueError(f"{name} must hold real numbers, got dtype {b.dtype}")
+    b = b.astype(np.float64, copy=False)
+    if b.shape == (0,):  # an empty list of boxes
+        b = b.reshape(0, 4)
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise ValueError(f"{name} must have shape (K, 4), got {b.shape}")
+    bad = np.flatnonzero(~np.isfinite(b).all(axis=1))
+    if bad.size:
+        raise ValueError(f"{name} must be finite; box {bad[0]} is {b[bad[0]].tolist()}")
+    bad = np.flatnonzero((b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1]))
+    if bad.size:
+        raise ValueError(f"{name} must be corners with x1 <= x2 and y1 <= y2; box {bad[0]} is "
+                         f"{b[bad[0]].tolist()} (x, y, width, height boxes?)")
+    return b
+
+
+def _check_scores(t, name):
+    if t.dtype.kind not in "fiu":
+        raise ValueError(f"{name} must hold real numbers, got dtype {t.dtype}")
+    t = t.astype(np.float64, copy=False)
+    bad = np.flatnonzero(~np.isfinite(t))
+    if bad.size:
+        raise ValueError(f"{name} holds a non-finite score: [{bad[0]}] = {t[bad[0]]}")
+    return t
+
+
+def _check_difficult(t, name):
+    if t.size and t.dtype.kind != "b":
+        if t.dtype.kind not in "iu" or not np.isin(t, (0, 1)).all():
+            raise ValueError(f"{name} must be booleans (or integers 0/1), got dtype {t.dtype} "
+                             f"with values {np.unique(t)[:5].tolist()}")
+    return t.astype(bool)

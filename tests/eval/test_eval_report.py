@@ -118,6 +118,19 @@ def test_pr_curves_figure_titles():
     assert any("mAP 27.78" in t.get_text() for t in fig.texts)  # the suptitle
 
 
+def test_pr_curves_11_level_dots_average_to_the_ap():
+    from minissd.eval import pr_curves_figure
+
+    # 10 positives, 3 found first: recall exactly 3/10, below the devkit's 0.3 level
+    # (0.30000000000000004), so the dots are 1 at t = 0, 0.1, 0.2 and 0 from t = 0.3 on.
+    gts = np.array([[20 * k, 0, 20 * k + 9, 9] for k in range(10)], float)
+    result = eval_detection_voc([gts[:3]], [np.zeros(3, int)], [np.array([0.9, 0.8, 0.7])],
+                                [gts], [np.zeros(10, int)], use_07_metric=True)
+    fig = pr_curves_figure(result, ["cat"], ncols=1)
+    (dots,) = [line for line in fig.axes[0].get_lines() if line.get_label() == "11 levels"]
+    assert np.mean(dots.get_ydata()) == pytest.approx(result.ap[0]) == pytest.approx(3 / 11)
+
+
 def test_load_detection_txt(tmp_path):
     path = tmp_path / "img1.txt"
     path.write_text("3 0.5 1 2 30 40\n\n0 0.25 5.5 6 7 8.25\n")

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from minissd.eval import devkit_iou, eval_detection_voc, voc_ap
+from minissd.eval import VOC07_RECALL_LEVELS, devkit_iou, eval_detection_voc, voc_ap
 
 G0 = [0, 0, 9, 9]
 G1 = [20, 0, 29, 9]
@@ -222,15 +222,63 @@ def test_n_classes_is_inferred_from_the_largest_label():
     assert r.n_classes == 5
 
 
-def test_eleven_point_levels_are_exact_tenths():
-    # 10 positives, 3 found: recall reaches exactly 3/10 (precision 1).
-    # Levels t = 0, .1, .2, .3 have recall >= t -> AP 4/11. With np.arange(0, 1.1, 0.1)
-    # the level 0.30000000000000004 is missed and the AP would be 3/11.
+def matlab_colon(a, d, b):
+    """MATLAB's ``a:d:b`` for a positive step, as its documented algorithm builds it.
+
+    ``n = round((b - a) / d)`` steps, one fewer if ``a + n*d`` overshoots ``b`` by more than
+    the tolerance; the end point is ``b`` when ``a + n*d`` is within the tolerance of it.
+    Point ``k`` is ``a + k*d`` for ``k < n/2`` and ``last - (n-k)*d`` from the middle on;
+    for even ``n`` the middle point is ``(a + last) / 2``.
+    """
+    tol = 2.0 * np.finfo(float).eps * max(abs(a), abs(b))
+    n = round((b - a) / d)
+    if a + n * d - b > tol:
+        n -= 1
+    last = b if abs(a + n * d - b) <= tol else a + n * d
+    points = [a + k * d if k < n / 2 else last - (n - k) * d for k in range(n + 1)]
+    if n % 2 == 0:
+        points[n // 2] = (a + last) / 2
+    return points
+
+
+def test_eleven_point_levels_are_the_devkits_doubles():
+    # VOCevaldet.m: `for t=0:0.1:1`.
+    assert list(VOC07_RECALL_LEVELS) == matlab_colon(0.0, 0.1, 1.0)
+    assert [repr(t) for t in VOC07_RECALL_LEVELS] == [
+        "0.0", "0.1", "0.2", "0.30000000000000004", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9",
+        "1.0"]
+    # where they differ from the two usual Python spellings
+    tenths = [k / 10 for k in range(11)]
+    arange = np.arange(0, 1.1, 0.1).tolist()
+    assert [k for k in range(11) if VOC07_RECALL_LEVELS[k] != tenths[k]] == [3]
+    assert [k for k in range(11) if VOC07_RECALL_LEVELS[k] != arange[k]] == [6, 7]
+
+
+@pytest.mark.parametrize("found, devkit_levels, tenths_levels, arange_levels", [
+    # 10 positives, `found` of them detected first (precision 1), then nothing: the AP is the
+    # number of levels t with t <= found / 10, over 11.
+    (3, 3, 4, 3),  # 3/10 = 0.3 < 3*0.1 = 0.30000000000000004: the devkit misses its level
+    (6, 7, 7, 6),  # 6/10 = 0.6 reaches the devkit's 0.6, not arange's 0.6000000000000001
+    (7, 8, 8, 7),  # likewise 0.7
+])
+def test_recall_of_exactly_3_6_and_7_tenths(found, devkit_levels, tenths_levels, arange_levels):
     gts = [[20 * k, 0, 20 * k + 9, 9] for k in range(10)]
-    r07, r10 = both_metrics(gts[:3], [0.9, 0.8, 0.7], gts)
-    assert r07.recall[0][-1] == 3 / 10
-    assert r07.ap[0] == pytest.approx(4 / 11)
-    assert r10.ap[0] == pytest.approx(0.3)
+    r07, r10 = both_metrics(gts[:found], [0.9 - 0.05 * k for k in range(found)], gts)
+    assert r07.recall[0][-1] == found / 10
+    assert r07.ap[0] == devkit_levels / 11
+    assert r10.ap[0] == pytest.approx(found / 10)
+    # what the other two spellings of the levels would give on this curve
+    recall, precision = r07.recall[0], r07.precision[0]
+    for levels, count in ((np.arange(11) / 10, tenths_levels),
+                          (np.arange(0, 1.1, 0.1), arange_levels)):
+        assert sum(precision[recall >= t].max(initial=0.0) for t in levels) == count
+
+
+def test_voc_ap_at_recall_3_tenths_differs_from_tenths_levels():
+    # The same through voc_ap directly: recall 0.3 with precision 1, then precision 0.5 up to
+    # recall 0.35. Devkit: levels 0..0.2 at 1, 0.30000000000000004 at 0.5 -> 3.5 / 11.
+    # k/10 would count 0.3 at precision 1 -> 4 / 11.
+    assert voc_ap([0.3, 0.35], [1.0, 0.5], use_07_metric=True) == pytest.approx(3.5 / 11)
 
 
 def test_voc_ap_on_curves_given_directly():
@@ -257,6 +305,33 @@ def test_voc_ap_on_curves_given_directly():
         (dict(gt_boxes=[], gt_labels=[], gt_difficults=[]), r"1 images but ground truth covers 0"),
         (dict(pred_scores=[]), r"one entry per image, got 1, 1 and 0"),
         (dict(iou_threshold=1.5), r"iou_threshold must lie in \[0, 1\]"),
+        # Each case below gave an AP (or a NumPy error) before it was checked.
+        (dict(pred_boxes=[np.array([G0, [np.nan, 0, 9, 9]], float)]),
+         r"pred_boxes\[0\] must be finite; box 1 is \[nan, 0.0, 9.0, 9.0\]"),
+        (dict(pred_boxes=[np.array([G0, [0, 0, np.inf, 9]], float)]),
+         r"pred_boxes\[0\] must be finite"),
+        (dict(gt_boxes=[np.array([[0, 0, 9, -np.inf]])]), r"gt_boxes\[0\] must be finite; box 0"),
+        (dict(pred_boxes=[np.array([G0, [5, 0, 4, 9]], float)]),
+         r"pred_boxes\[0\] must be corners with x1 <= x2 and y1 <= y2; box 1 is \[5.0"),
+        (dict(gt_boxes=[np.array([[0, 9, 9, 0]], float)]), r"gt_boxes\[0\] must be corners"),
+        (dict(pred_boxes=[np.array([list("abcd")] * 2)]),
+         r"pred_boxes\[0\] must hold real numbers"),
+        (dict(pred_boxes=[np.zeros((2, 0))]), r"pred_boxes\[0\] must have shape \(K, 4\)"),
+        (dict(pred_scores=[np.array(["a", "b"])]), r"pred_scores\[0\] must hold real numbers"),
+        (dict(pred_scores=[np.array([0.5, np.inf])]), r"pred_scores\[0\] holds a non-finite"),
+        (dict(gt_labels=[np.array([0.0])]), r"gt_labels\[0\] must be integers, got dtype float64"),
+        (dict(pred_labels=[np.array([0, -1])]), r"pred_labels\[0\] holds labels outside \[0, 1\)"),
+        (dict(pred_labels=[np.array([0, 1])], n_classes=1), r"pred_labels\[0\] holds labels"),
+        (dict(gt_difficults=[np.array([0.5])]), r"gt_difficults\[0\] must be booleans"),
+        (dict(gt_difficults=[np.array([np.nan])]), r"gt_difficults\[0\] must be booleans"),
+        (dict(gt_difficults=[np.array([2])]), r"gt_difficults\[0\] must be booleans .*\[2\]"),
+        (dict(gt_difficults=[]), r"one entry per image, got 1, 1 and 0"),
+        (dict(gt_labels=[]), r"gt_boxes, gt_labels and gt_difficults must have one entry"),
+        (dict(pred_boxes=[np.array([G0, G1], float)] * 2), r"got 2, 1 and 1"),
+        (dict(n_classes=-1), r"n_classes must be None or an integer >= 0, got -1"),
+        (dict(n_classes=2.5), r"n_classes must be None or an integer >= 0, got 2.5"),
+        (dict(iou_threshold=float("nan")), r"iou_threshold must lie in \[0, 1\], got nan"),
+        (dict(iou_threshold="0.5"), r"iou_threshold must lie in \[0, 1\], got '0.5'"),
     ],
 )
 def test_bad_inputs_name_the_argument(kwargs, message):
@@ -271,3 +346,22 @@ def test_bad_inputs_name_the_argument(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         eval_detection_voc(**args)
+
+
+def test_boxes_of_zero_size_empty_lists_and_0_1_difficult_flags_are_accepted():
+    # x1 == x2 is a legal (one-pixel or zero-width) box; an image without boxes may be []
+    r = eval_detection_voc([np.array([[5.0, 5, 5, 5]]), []], [np.array([0]), []],
+                           [np.array([0.9]), []], [np.array([G0], float), np.zeros((0, 4))],
+                           [np.array([0]), np.zeros(0, int)], [np.array([1]), []])
+    assert r.n_positives.tolist() == [0]  # G0 is difficult (flag 1)
+
+
+@pytest.mark.parametrize("recall, precision, message", [
+    ([0.5, np.nan], [1.0, 0.5], r"recall must be finite, got recall\[1\] = nan"),
+    ([0.5, 1.0], [np.nan, 0.5], r"precision must be finite, got precision\[0\] = nan"),
+])
+def test_voc_ap_rejects_non_finite_curves(recall, precision, message):
+    # py-faster-rcnn's 0/0 precision is NaN; the AP of such a curve used to be NaN or to skip it
+    for use_07_metric in (True, False):
+        with pytest.raises(ValueError, match=message):
+            voc_ap(recall, precision, use_07_metric=use_07_metric)

@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 
 from minissd.eval import eval_detection_voc
 
+# MATLAB's 0:0.1:1 (10 steps) counts the first half up from 0 and the rest down from 1.
+MATLAB_0_TO_1_BY_TENTHS = [k * 0.1 for k in range(5)] + [1 - (10 - k) * 0.1 for k in range(5, 11)]
+
 
 def naive_devkit_eval(dets, gts, n_classes, iou_threshold, use_07_metric, plus_one):
     """dets: per image lists of (label, score, box); gts: per image lists of (label, box, diff).
@@ -69,8 +72,8 @@ def naive_devkit_eval(dets, gts, n_classes, iou_threshold, use_07_metric, plus_o
         rec = [a / npos for a in ctp]
         if use_07_metric:
             ap = 0.0
-            for k in range(11):
-                ps = [p for p, r in zip(prec, rec, strict=True) if r >= k / 10]
+            for t in MATLAB_0_TO_1_BY_TENTHS:  # for t=0:0.1:1
+                ps = [p for p, r in zip(prec, rec, strict=True) if r >= t]
                 ap += max(ps) if ps else 0.0
             ap /= 11
         else:

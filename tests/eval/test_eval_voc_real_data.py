@@ -14,13 +14,18 @@ import pytest
 
 from minissd.eval import eval_detection_voc, format_ap_table, load_detection_txt_dir
 
+# The devkit's `for t=0:0.1:1`: MATLAB's colon counts the first half of the points up from 0 and
+# the rest down from 1, so its levels are 3*0.1 = 0.30000000000000004 but the plain 0.6 and 0.7
+# (np.arange gives 0.6000000000000001 and 0.7000000000000001).
+DEVKIT_LEVELS = [k * 0.1 for k in range(5)] + [1 - (10 - k) * 0.1 for k in range(5, 11)]
+
 
 def voc_ap_port(rec, prec, use_07_metric=False):
     """py-faster-rcnn ``voc_ap``."""
     if use_07_metric:
         # 11 point metric
         ap = 0.0
-        for t in np.arange(11) / 10:  # DEVKIT: was np.arange(0., 1.1, 0.1) (0.30000000000000004)
+        for t in DEVKIT_LEVELS:  # DEVKIT: was np.arange(0., 1.1, 0.1)
             if np.sum(rec >= t) == 0:
                 p = 0
             else:
@@ -219,7 +224,8 @@ def test_voc2007_half_detected_gives_known_ap(voc2007_test_gt):
     # outside every image with scores in [0, 1): all TPs rank before all FPs. With n_good of
     # npos found, precision is 1 up to recall r = n_good / npos, then falls, so
     #   area AP     = r
-    #   11-point AP = #{k in 0..10 : k/10 <= r} / 11 = (floor(10 n_good / npos) + 1) / 11.
+    #   11-point AP = #{devkit levels t : t <= r} / 11
+    #               = (floor(10 n_good / npos) + 1) / 11, less 1 if r is exactly 3/10.
     boxes, labels, difficults = voc2007_test_gt["gt"]
     rng = np.random.default_rng(1)
     pred_boxes, pred_scores, good_count = [], [], np.zeros(20, np.int64)
@@ -237,7 +243,10 @@ def test_voc2007_half_detected_gives_known_ap(voc2007_test_gt):
     r10 = eval_detection_voc(pred_boxes, labels, pred_scores, boxes, labels, difficults, 0.5, False)
     npos = r07.n_positives
     np.testing.assert_allclose(r10.ap, good_count / npos, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(r07.ap, (10 * good_count // npos + 1) / 11, rtol=0, atol=1e-12)
+    levels_reached = [sum(t <= g / n for t in DEVKIT_LEVELS) for g, n in zip(good_count, npos)]
+    np.testing.assert_allclose(r07.ap, np.array(levels_reached) / 11, rtol=0, atol=1e-12)
+    exact_tenths = 10 * good_count // npos + 1 - (10 * good_count == 3 * npos)
+    np.testing.assert_array_equal(levels_reached, exact_tenths)
 
 
 def test_voc2007_jittered_ground_truth_matches_port(voc2007_test_gt):
