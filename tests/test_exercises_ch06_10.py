@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from minissd.eval import VOC07_RECALL_LEVELS
 from minissd.exercises import ch06_loss, ch07_nms, ch08_train, ch09_eval, ch10_verify
 
 SOLUTIONS = Path(__file__).resolve().parents[1] / "chapters" / "solutions"
@@ -200,8 +201,12 @@ def test_ch09_solution_passes(capsys):
     passes(ch09_eval.check_eleven_point_ap, solution("09_evaluation", "eleven_point_ap"), capsys)
 
 
-def _ap(recall, precision, *, arange=False, interpolate=True, guard=True):
-    levels = np.arange(0, 1.1, 0.1) if arange else [k / 10 for k in range(11)]
+def _ap(recall, precision, *, arange=False, tenths=False, interpolate=True, guard=True):
+    levels = VOC07_RECALL_LEVELS  # the devkit's 0:0.1:1
+    if arange:
+        levels = np.arange(0, 1.1, 0.1)  # 0.6000000000000001 and 0.7000000000000001
+    if tenths:
+        levels = [k / 10 for k in range(11)]  # 0.3 instead of 0.30000000000000004
     total = 0.0
     for t in levels:
         reached = recall >= t
@@ -215,6 +220,7 @@ def _ap(recall, precision, *, arange=False, interpolate=True, guard=True):
 
 @pytest.mark.parametrize("wrong, pointer", [
     (dict(arange=True), "np.arange"),
+    (dict(tenths=True), "0.30000000000000004"),
     (dict(interpolate=False), "HIGHEST precision"),
     (dict(guard=False), "empty curve"),
 ])

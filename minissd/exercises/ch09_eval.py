@@ -1,9 +1,10 @@
 """Chapter 09 (VOC evaluation): checker for the VOC2007 11-point interpolated AP.
 
 ``check_eleven_point_ap(fn)`` holds the learner's ``fn(recall, precision)`` to
-``minissd.eval.voc_ap(recall, precision, use_07_metric=True)`` on hand-made curves (empty, a
-recall of exactly k/10, a precision that rises again, a recall that stops short of 1) and on
-drawn detection runs.
+``minissd.eval.voc_ap(recall, precision, use_07_metric=True)`` on hand-made curves (empty,
+recalls of exactly 3/10, 6/10 and 7/10, where the devkit's levels differ from ``k / 10`` and
+from ``np.arange(0, 1.1, 0.1)``, a precision that rises again, a recall that stops short of 1)
+and on drawn detection runs.
 """
 
 from __future__ import annotations
@@ -34,8 +35,15 @@ def _cases():
     yield ("perfect detector", *_curve([1] * 4, 4),
            "precision 1 at every recall level gives AP 1: 11 levels, t = 0, 0.1, ..., 1")
     yield ("recall exactly 3/10 at the last hit", *_curve([1, 1, 1, 0], 10),
-           "take the levels as k / 10 for k = 0..10: np.arange(0, 1.1, 0.1) gives "
-           "0.30000000000000004 and misses a recall of exactly 0.3")
+           "take the devkit's levels, VOC07_RECALL_LEVELS: MATLAB's 0:0.1:1 makes its 0.3 "
+           "level 3*0.1 = 0.30000000000000004, which a recall of exactly 3/10 does not reach "
+           "(k / 10 gives 0.3 and counts it)")
+    for tenths in (6, 7):
+        yield (f"recall exactly {tenths}/10 at the last hit", *_curve([1] * tenths + [0], 10),
+               "take the devkit's levels, VOC07_RECALL_LEVELS: MATLAB's 0:0.1:1 counts its "
+               "second half down from 1, so its 0.6 and 0.7 are the plain doubles, which "
+               "recalls of exactly 6/10 and 7/10 reach; np.arange(0, 1.1, 0.1) gives "
+               "0.6000000000000001 and 0.7000000000000001 there")
     yield ("precision rises again later", *_curve([1, 0, 0, 1, 1, 1], 5),
            "at each level t take the HIGHEST precision over all points with recall >= t "
            "(the interpolation), not the precision where recall first reaches t")
@@ -53,7 +61,9 @@ def _cases():
 
 def check_eleven_point_ap(fn) -> bool:
     """``fn(recall (D,), precision (D,)) -> float``, the VOC2007 AP."""
+    n_cases = 0
     for name, recall, precision, hint in _cases():
+        n_cases += 1
         ok, got = run_safely(f"{WHAT} [case '{name}']", fn, recall.copy(), precision.copy())
         if not ok:
             return False
@@ -68,5 +78,5 @@ def check_eleven_point_ap(fn) -> bool:
                                         f"{want:.6f}" + (f"; {hint}" if hint else
                                                          "; recall " + np.array2string(
                                                              recall, precision=3)))
-    return verdict(True, WHAT + " on 106 curves (empty, recall exactly k/10, rising "
-                                "precision)")
+    return verdict(True, WHAT + f" on {n_cases} curves (empty, recalls of exactly 3/10, 6/10 "
+                                f"and 7/10, rising precision)")
