@@ -11,7 +11,7 @@ Layout read (the VOCdevkit layout)::
 
 Item format (``dataset[i]`` is a :class:`Sample`):
 
-    image      uint8 (H, W, 3), RGB (grey, CMYK, palette and RGBA files are converted)
+    image      uint8 (H, W, 3), RGB (other pixel formats converted, see the rules)
     boxes      float32 (K, 4), corners (x1, y1, x2, y2) in pixels
     labels     int64 (K,), 0-based index into ``dataset.class_names``
     difficult  bool (K,)
@@ -33,15 +33,20 @@ Coordinates may be written as decimals ("12.5"); they are read as floats.
 
 Bad data: one rule per case
 ---------------------------
-All annotations are parsed and checked eagerly when the dataset is built (XML only,
-plus each image's header), so problems surface before training, never mid-epoch.
-Errors are collected over the whole split and raised once, naming every file and
-field (up to ``MAX_LISTED`` of them). Repairs and skips are counted in
-``dataset.report`` and announced by a single :class:`VOCDataWarning`.
+All annotations are parsed and checked eagerly when the dataset is built (the XML,
+each image's header and each JPEG's marker structure), so problems surface before
+training, not mid-epoch. Errors are collected over the whole split and raised once,
+naming every file and field (up to ``MAX_LISTED`` of them). Repairs and skips are
+counted in ``dataset.report`` and announced by a single :class:`VOCDataWarning`.
 
 =============================  ==================================================
 case                           rule
 =============================  ==================================================
+dataset folder does not exist  ``VOCFormatError``: ``<path>: no such folder``
+folder without the VOC layout  ``VOCFormatError`` naming the folder and what was
+                               expected: ``Annotations/``, ``JPEGImages/``,
+                               ``ImageSets/Main/``, or ``VOC<year>/`` with
+                               ``year`` (naming the ``VOC*`` folders found)
 missing split file             ``VOCFormatError`` naming the path and the splits
                                that do exist
 empty split file               ``VOCFormatError`` (an empty dataset would make a
@@ -51,12 +56,27 @@ split line with >1 field       ``VOCFormatError`` naming file and line (per-clas
 duplicate id in a split        kept once; counted (``duplicate_ids``)
 missing XML file               ``VOCFormatError`` naming the path
 malformed / truncated XML      ``VOCFormatError`` naming the file, line and column
-missing or non-numeric field   ``VOCFormatError`` naming file, object and field
-                               (``object[3]/bndbox/xmin``); ``difficult`` and
-                               ``truncated`` default to 0 when absent
+missing, empty or non-numeric  ``VOCFormatError`` naming file, object and field
+field                          (``object[3]/bndbox/xmin``). Numbers are decimal
+                               (``12``, ``-3``, ``12.5``, ``1e2``): ``nan``,
+                               ``inf``, ``1e999`` (overflows), ``0x10`` and
+                               ``1_000`` are errors although Python's ``float``
+                               takes most of them (a NaN box passes every later
+                               check and silently lowers the AP). ``difficult``
+                               and ``truncated`` default to 0 when absent
 missing <size>                 the size is read from the image header
+bad <size> field               ``VOCFormatError`` naming the field: width and
+                               height are whole numbers >= 1, or both 0 (a
+                               common "unknown": the size is then read from the
+                               image); ``depth`` is ignored when absent or
+                               blank, else a whole number >= 1 (0 in a 0 x 0 size)
 <size> differs from the image  ``VOCFormatError`` naming the file and both sizes
-unknown class name             ``VOCFormatError`` naming file and name; with
+                               (and the EXIF orientation when the XML has the
+                               size of the turned image, see below)
+class name with spaces around  stripped: ``<name> cat\n</name>`` is ``cat``
+unknown class name             ``VOCFormatError`` naming file and name, and the
+                               known class differing only in case (``'Cat'``:
+                               names are case-sensitive); with
                                ``unknown_classes="skip"`` (train on a subset of
                                classes) the object is dropped and counted
                                (``unknown_class``)
@@ -76,19 +96,45 @@ difficult object               kept and flagged (``keep_difficult=True``, the
                                (``difficult_dropped``) with ``keep_difficult=False``
 image left with no objects     kept as a pure-background image; counted
                                (``empty_images``)
-missing image file             ``VOCImageError`` naming the id and paths tried
-unreadable image               ``VOCImageError`` naming the file: header checked
-                               for every image at construction, plus a missing
-                               JPEG end marker (a truncated download);
-                               ``verify_images="full"`` decodes every image. A
-                               file that still fails later raises
-                               ``VOCImageError`` naming it
+missing image file             ``VOCImageError`` naming the id and paths tried; a
+                               folder where the image should be is named as one
+empty (0-byte) image file      ``VOCImageError``: ``<path>: empty file (0 bytes)``
+unreadable image               ``VOCImageError`` naming the file: every image's
+                               header is read at construction
+damaged JPEG                   ``VOCImageError`` naming the file. Construction
+                               walks every JPEG's markers (reading the file, not
+                               decoding it): a missing end (truncated download)
+                               and most garbage written over the compressed data
+                               break that structure. Decoding also finds bytes
+                               lost inside a one-scan JPEG, which libjpeg would
+                               fill with grey behind a warning Pillow hides.
+                               ``verify_images="full"`` decodes every image at
+                               construction; otherwise a file that fails to
+                               decode raises ``VOCImageError`` naming it when
+                               read (one line, also from a loader worker).
+                               Garbage with no stray marker that still decodes
+                               cannot be told from a picture
+16-bit grey image (Pillow      read faithfully: level v becomes round(v / 257),
+modes ``I;16*``, and ``I``     0 -> 0 and 65535 -> 255 (Pillow's ``convert``
+with values in 0..65535)       would clip every level above 255 to white); ``I``
+                               values outside 0..65535: ``VOCImageError``
+floating-point image (``F``)   ``VOCImageError`` at construction: such pixels
+                               have no defined black and white
+1-bit, grey, palette, CMYK,    converted to RGB; an alpha channel is dropped
+with alpha (LA, PA, RGBA)
+EXIF orientation tag (2 to 8)  pixels read as stored, like the VOC devkit, and
+                               boxes refer to them; counted
+                               (``exif_orientation``): a labelling tool may have
+                               shown the image turned
 =============================  ==================================================
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
+import math
+import re
 import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -124,11 +170,12 @@ VOC_CLASSES = (
 #: At most this many problems are spelled out in one error or warning message.
 MAX_LISTED = 20
 
-#: Bytes at the end of a JPEG searched for the end-of-image marker.
-JPEG_TAIL_BYTES = 4096
-JPEG_END_MARKER = b"\xff\xd9"
-
 _BOX_FIELDS = ("xmin", "ymin", "xmax", "ymax")
+
+#: A number as VOC files write it: "12", "-3", "12.5", ".5", "1e2". Python's float() also
+#: accepts "nan", "inf", "infinity", "1_000" and non-ASCII digits, none of which a VOC
+#: field may hold: a NaN box would pass every check and silently lower the AP.
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 # ----------------------------------------------------------------------------- errors
@@ -205,6 +252,7 @@ class DataReport:
     difficult_dropped: list[str] = dataclasses.field(default_factory=list)
     duplicate_ids: list[str] = dataclasses.field(default_factory=list)
     empty_images: list[str] = dataclasses.field(default_factory=list)
+    exif_orientation: list[str] = dataclasses.field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         """Number of entries per case, e.g. ``{"zero_size": 2, "clipped": 0, ...}``."""
@@ -242,15 +290,34 @@ class _RawObject:
 
 
 def _number(elem: ET.Element, path: str, where: str, problems: list[str]) -> float | None:
+    """The finite decimal number in ``elem/path``, or None after appending the problem."""
     node = elem.find(path)
-    if node is None or node.text is None or not node.text.strip():
+    if node is None:
         problems.append(f"{where}/{path}: missing")
         return None
-    try:
-        return float(node.text.strip())
-    except ValueError:
-        problems.append(f"{where}/{path}: expected a number, got {node.text.strip()!r}")
+    text = (node.text or "").strip()
+    if not text:
+        problems.append(f"{where}/{path}: empty")
         return None
+    if not _DECIMAL.fullmatch(text):  # float() would also take "nan", "inf", "1_0"
+        problems.append(f"{where}/{path}: expected a number, got {text!r}")
+        return None
+    value = float(text)
+    if not math.isfinite(value):  # "1e999"
+        problems.append(f"{where}/{path}: expected a number, got {text!r} (too large)")
+        return None
+    return value
+
+
+def _whole(elem: ET.Element, path: str, where: str, problems: list[str], minimum: int):
+    """The whole number >= ``minimum`` in ``elem/path`` (e.g. "640" or "640.0"), or None."""
+    value = _number(elem, path, where, problems)
+    if value is None:
+        return None
+    if value != int(value) or value < minimum:
+        problems.append(f"{where}/{path}: expected a whole number >= {minimum}, got {value:g}")
+        return None
+    return int(value)
 
 
 def _flag(elem: ET.Element, path: str, where: str, problems: list[str]) -> bool:
@@ -260,6 +327,29 @@ def _flag(elem: ET.Element, path: str, where: str, problems: list[str]) -> bool:
         problems.append(f"{where}/{path}: expected 0 or 1, got {text!r}")
         return False
     return bool(value)
+
+
+def _parse_size(root: ET.Element, where: str, problems: list[str]) -> tuple[int, int] | None:
+    """(width, height) from ``<size>``; None when it is absent or the 0 x 0 "unknown".
+
+    Width and height must be whole numbers >= 1; ``<depth>`` (never used: images are
+    converted to RGB) may be absent or empty, else a whole number >= 1.
+    """
+    if root.find("size") is None:
+        return None
+    width = _whole(root, "size/width", where, problems, minimum=0)
+    height = _whole(root, "size/height", where, problems, minimum=0)
+    unknown = width == 0 and height == 0  # a common "size not filled in" placeholder
+    if (root.findtext("size/depth") or "").strip():
+        _whole(root, "size/depth", where, problems, minimum=0 if unknown else 1)
+    if width is None or height is None or unknown:
+        return None
+    if width == 0 or height == 0:
+        problems.append(
+            f"{where}/size: width x height is {width} x {height}; only 0 x 0 (unknown) may be 0"
+        )
+        return None
+    return width, height
 
 
 class ParsedXML(NamedTuple):
@@ -285,15 +375,7 @@ def parse_voc_xml(xml_path: str | Path) -> ParsedXML:
     except OSError as exc:
         raise VOCFormatError(f"{xml_path}: cannot read annotation ({exc.strerror})") from None
     problems: list[str] = []
-    size = None
-    if root.find("size") is not None:
-        width = _number(root, "size/width", str(xml_path), problems)
-        height = _number(root, "size/height", str(xml_path), problems)
-        if width is not None and height is not None:
-            if width >= 1 and height >= 1 and width == int(width) and height == int(height):
-                size = (int(width), int(height))
-            elif width != 0 or height != 0:  # 0 x 0 is a common "unknown" placeholder
-                problems.append(f"{xml_path}/size: invalid width x height {width} x {height}")
+    size = _parse_size(root, str(xml_path), problems)
     objects = []
     for k, obj in enumerate(root.findall("object")):
         where = f"{xml_path}: object[{k}]"
@@ -311,54 +393,255 @@ def parse_voc_xml(xml_path: str | Path) -> ParsedXML:
     return ParsedXML(size, filename, objects)
 
 
+# ----------------------------------------------------------------------------- JPEG structure
+
+#: The start-of-image marker every JPEG file begins with.
+JPEG_START = b"\xff\xd8"
+_FF, _STUFFED_ZERO, _TEM = 0xFF, 0x00, 0x01
+_EOI, _SOS, _DRI = 0xD9, 0xDA, 0xDD  # end of image, start of scan, restart interval
+_RST0, _RST7 = 0xD0, 0xD7  # restart markers, numbered 0..7 in turn inside a scan
+_RESTART_CYCLE = 8
+#: Frame (SOFn) markers are 0xFFC0..0xFFCF except these table markers (DHT, JPG, DAC).
+_NOT_FRAMES = frozenset({0xC4, 0xC8, 0xCC})
+_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - _NOT_FRAMES
+#: Frames a decoder reads in one pass when they have one scan: baseline, extended sequential.
+_SEQUENTIAL_FRAMES = frozenset({0xC0, 0xC1})
+#: Markers that may come after compressed image data: tables (DHT, DAC, DQT), DNL, DRI,
+#: the next scan, a comment, application data (APP0..APP15) or the end of the image.
+_AFTER_SCAN = frozenset({0xC4, 0xCC, 0xDB, 0xDC, _DRI, _SOS, 0xFE, _EOI, *range(0xE0, 0xF0)})
+#: Zero bytes that replace a one-scan JPEG's end marker when decoding (see read_image):
+#: libjpeg reads at most 4 bytes (25 bits) past the last block.
+JPEG_DECODE_PADDING = 16
+
+
+class JPEGLayout(NamedTuple):
+    """Where a JPEG's structure ends, from :func:`jpeg_layout`."""
+
+    end: int  # byte offset of the end-of-image marker (data after it is ignored)
+    one_pass: bool  # one sequential frame in one scan (most JPEGs, all of VOC's)
+
+
+def _marker_at(data: bytes, pos: int) -> int:
+    """Offset of the marker that must start at ``pos`` (after any 0xFF fill bytes)."""
+    while pos + 1 < len(data) and data[pos] == _FF and data[pos + 1] == _FF:
+        pos += 1
+    if pos + 1 >= len(data):
+        raise ValueError("the file ends before the end-of-image marker (truncated)")
+    if data[pos] != _FF:
+        raise ValueError(f"expected a marker at byte {pos}, found 0x{data[pos]:02x}")
+    return pos
+
+
+def _scan_end(data: bytes, pos: int, restart_interval: int) -> int:
+    """Offset of the marker that ends the compressed data starting at ``pos``.
+
+    Inside compressed data a 0xFF byte is followed by 0x00 (a stuffed 0xFF value), by
+    another 0xFF (fill) or by the next restart marker in turn; anything else ends it.
+    """
+    expected_restart = 0
+    while True:
+        pos = data.find(b"\xff", pos)
+        if pos < 0 or pos + 1 >= len(data):
+            raise ValueError("the compressed data runs to the end of the file (truncated)")
+        code = data[pos + 1]
+        if code in (_STUFFED_ZERO, _FF):
+            pos += 2 if code == _STUFFED_ZERO else 1
+        elif _RST0 <= code <= _RST7:
+            if not restart_interval or code - _RST0 != expected_restart:
+                raise ValueError(f"restart marker 0xff{code:02x} out of sequence at byte {pos}")
+            expected_restart = (expected_restart + 1) % _RESTART_CYCLE
+            pos += 2
+        else:
+            return pos
+
+
+def jpeg_layout(data: bytes) -> JPEGLayout:
+    """Walk a JPEG file's markers without decoding; ValueError names the first damage.
+
+    Header segments are skipped by their lengths; compressed data is checked with the
+    rules of :func:`_scan_end`, and each scan must end at a marker allowed after image
+    data. Random bytes written over compressed data contain, every ~280 bytes on
+    average, a 0xFF followed by a byte these rules reject; a gap (bytes removed) keeps
+    the structure and is found when decoding (:func:`read_image`).
+    """
+    if not data.startswith(JPEG_START):
+        raise ValueError("no JPEG start-of-image marker")
+    pos, restart_interval, frame, scans = len(JPEG_START), 0, None, 0
+    while True:
+        pos = _marker_at(data, pos)
+        marker = data[pos + 1]
+        if scans and marker not in _AFTER_SCAN:
+            raise ValueError(
+                f"invalid marker 0xff{marker:02x} in the compressed data at byte {pos}"
+            )
+        if marker == _EOI:
+            return JPEGLayout(pos, frame in _SEQUENTIAL_FRAMES and scans == 1)
+        if marker == _TEM or _RST0 <= marker <= _RST7:
+            raise ValueError(f"restart marker 0xff{marker:02x} outside image data at byte {pos}")
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        end = pos + 2 + length
+        if length < 2 or end > len(data):
+            raise ValueError(
+                f"segment 0xff{marker:02x} at byte {pos} runs past the end of the file"
+            )
+        if marker in _FRAME_MARKERS:
+            frame = marker
+        elif marker == _DRI:
+            restart_interval = int.from_bytes(data[pos + 4 : pos + 6], "big")
+        elif marker == _SOS:
+            scans += 1
+            end = _scan_end(data, end, restart_interval)
+        pos = end
+
+
+def _jpeg_for_decoding(data: bytes) -> bytes:
+    """The bytes given to Pillow: a one-pass JPEG loses its end marker and gets padding.
+
+    When compressed data runs out early (bytes lost inside the file), libjpeg meets the
+    end marker, fills the missing rows with grey and only warns, and Pillow hides the
+    warning. Without the marker the decoder asks for more data instead, which Pillow
+    reports ("image file is truncated"); an intact file needs no more than the padding.
+    (Multi-scan files are read to their end marker before decoding starts: not done.)
+    """
+    layout = jpeg_layout(data)
+    if not layout.one_pass:
+        return data
+    return data[: layout.end] + bytes(JPEG_DECODE_PADDING)
+
+
 # ----------------------------------------------------------------------------- images
 
+#: Pillow modes of 16-bit grey images (PNG, TIFF, PGM), by byte order.
+_GREY16_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+#: Mode "I" (32-bit signed) is read as 16-bit grey when its values fit 0..GREY16_MAX.
+GREY16_MAX = 65535
+#: A 16-bit level v becomes round(v / 257): 0 -> 0 and 65535 -> 255, linear in between
+#: (65535 = 255 * 257), the same brightness as the file shows.
+GREY16_PER_LEVEL = 257
+#: Modes refused by name: floating-point pixels have no defined black and white.
+_REFUSED_MODES = {"F": "32-bit floating-point pixels have no defined range"}
+#: The EXIF tag holding how a viewer should rotate or mirror the stored pixels.
+EXIF_ORIENTATION = 0x0112
+_ORIENTATIONS = {
+    2: "mirrored", 3: "rotated 180 degrees", 4: "flipped upside down",
+    5: "transposed", 6: "rotated 90 degrees", 7: "transversed", 8: "rotated 270 degrees",
+}  # fmt: skip
+#: Orientations whose displayed image is the stored one turned a quarter: W and H swap.
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
 
-def _image_header_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the header; raises VOCImageError naming the file."""
+
+class ImageHeader(NamedTuple):
+    """What an image file's header says, read without decoding the pixels."""
+
+    width: int
+    height: int
+    format: str  # Pillow's name of the file format: "JPEG", "PNG", ...
+    orientation: int  # EXIF orientation, 1 (show as stored) when there is none
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes; VOCImageError for a folder, an unreadable or an empty file."""
+    if path.is_dir():
+        raise VOCImageError(f"{path}: is a folder, not an image file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise VOCImageError(f"{path}: cannot read image ({exc.strerror})") from None
+    if not data:
+        raise VOCImageError(f"{path}: empty file (0 bytes)")
+    return data
+
+
+def _image_header(path: Path) -> ImageHeader:
+    """Size, pixel format and EXIF orientation from the header; VOCImageError names the file."""
+    if path.is_file() and path.stat().st_size == 0:
+        raise VOCImageError(f"{path}: empty file (0 bytes)")
     try:
         with Image.open(path) as img:
-            return img.size
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            if img.mode in _REFUSED_MODES:
+                raise VOCImageError(f"{path}: mode {img.mode}: {_REFUSED_MODES[img.mode]}")
+            # PNG may keep EXIF after the pixels: read it only where the header has it
+            exif = img.getexif() if "exif" in img.info else {}
+            return ImageHeader(*img.size, img.format, int(exif.get(EXIF_ORIENTATION, 1)))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise VOCImageError(f"{path}: not a readable image ({exc})") from None
 
 
-def _jpeg_has_end_marker(path: Path) -> bool:
-    with open(path, "rb") as f:
-        f.seek(0, 2)
-        f.seek(max(0, f.tell() - JPEG_TAIL_BYTES))
-        return JPEG_END_MARKER in f.read()
+def _to_rgb(img: Image.Image, path: Path) -> np.ndarray:
+    """Decoded ``img`` as uint8 (H, W, 3) RGB (see the rule table for each mode)."""
+    if img.mode in _GREY16_MODES or img.mode == "I":
+        levels = np.asarray(img)  # (H, W) uint16, big-endian uint16 or int32
+        if levels.min() < 0 or levels.max() > GREY16_MAX:
+            raise VOCImageError(
+                f"{path}: mode {img.mode} values span {levels.min()}..{levels.max()}, "
+                f"outside the 16-bit range 0..{GREY16_MAX}"
+            )
+        rounded = (levels.astype(np.uint32) + GREY16_PER_LEVEL // 2) // GREY16_PER_LEVEL
+        return np.repeat(rounded.astype(np.uint8)[:, :, None], 3, axis=2)
+    if img.mode in _REFUSED_MODES:
+        raise VOCImageError(f"{path}: mode {img.mode}: {_REFUSED_MODES[img.mode]}")
+    try:
+        return np.asarray(img.convert("RGB"), dtype=np.uint8)  # alpha is dropped
+    except ValueError as exc:
+        raise VOCImageError(f"{path}: mode {img.mode} cannot be converted to RGB ({exc})") from None
+
+
+def _decode(data: bytes, path: Path) -> Image.Image:
+    """Pillow image with its pixels loaded from ``data``; VOCImageError names ``path``."""
+    one_pass_jpeg = False
+    try:
+        if data.startswith(JPEG_START):
+            one_pass_jpeg = jpeg_layout(data).one_pass
+            data = _jpeg_for_decoding(data)
+        img = Image.open(io.BytesIO(data))
+        img.load()  # raises on truncated or broken pixel data
+        return img
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        problem = str(exc)
+        if one_pass_jpeg and problem.startswith("image file is truncated"):
+            problem = "the compressed data is shorter than the image: bytes lost inside the file"
+        raise VOCImageError(f"{path}: cannot decode image ({problem})") from None
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file to uint8 (H, W, 3) RGB; VOCImageError names the file."""
+    """Decode an image file to uint8 (H, W, 3) RGB; VOCImageError names the file.
+
+    JPEGs are checked for damage (:func:`jpeg_layout`) and decoded so that lost bytes
+    are noticed (:func:`_jpeg_for_decoding`). Pixels are as stored: an EXIF orientation
+    is not applied. (A program that sets ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` also
+    silences Pillow's truncation errors here; the marker check still runs.)
+    """
     path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()  # raises on truncated pixel data
-            return np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise VOCImageError(f"{path}: cannot decode image ({exc})") from None
+    with _decode(_read_bytes(path), path) as img:
+        return _to_rgb(img, path)
 
 
-def _check_image(path: Path, verify: str) -> tuple[int, int]:
-    """Header check (and full decode for verify='full' or a JPEG without end marker)."""
-    size = _image_header_size(path)
-    is_jpeg = path.suffix.lower() in (".jpg", ".jpeg")
-    if verify == "full" or (is_jpeg and not _jpeg_has_end_marker(path)):
+def _check_image(path: Path, verify: str) -> ImageHeader:
+    """Header check plus a JPEG's marker structure, or a full decode for verify='full'."""
+    header = _image_header(path)
+    if verify == "full":
+        read_image(path)
+    elif header.format == "JPEG":
         try:
-            with Image.open(path) as img:
-                img.load()
-        except (OSError, ValueError, SyntaxError) as exc:
+            jpeg_layout(_read_bytes(path))
+        except ValueError as exc:
             raise VOCImageError(f"{path}: image data is truncated or corrupt ({exc})") from None
-    return size
+    return header
 
 
 # ----------------------------------------------------------------------------- folders
 
 
+#: The sub-folders of a VOC-layout dataset folder.
+_LAYOUT = ("Annotations/", "JPEGImages/", "ImageSets/Main/")
+
+
 def _resolve_folder(root: Path, year: str | int | None) -> Path:
     """The folder that holds Annotations/ (see the module docstring)."""
+    if not root.exists():
+        raise VOCFormatError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise VOCFormatError(f"{root}: not a folder")
     if (root / "Annotations").is_dir():
         if year is not None and root.name != f"VOC{year}":
             raise ValueError(
@@ -367,9 +650,11 @@ def _resolve_folder(root: Path, year: str | int | None) -> Path:
             )
         return root
     if year is None:
+        found = (*root.glob("VOC[0-9]*"), *root.glob("VOCdevkit/VOC[0-9]*"))
+        years = sorted(str(p.relative_to(root)) for p in found if p.is_dir())
+        hint = f"found {', '.join(years)}: pass year" if years else "or VOC<year>/ with year"
         raise VOCFormatError(
-            f"{root}: no Annotations/ folder here; for a VOCdevkit folder pass year "
-            f"(e.g. year='2007')"
+            f"{root}: not a VOC dataset folder (expected {', '.join(_LAYOUT)}; {hint})"
         )
     for candidate in (root / f"VOC{year}", root / "VOCdevkit" / f"VOC{year}"):
         if (candidate / "Annotations").is_dir():
@@ -410,12 +695,23 @@ def _find_image(folder: Path, image_id: str, xml_filename: str | None) -> Path:
     for path in tried:
         if path.is_file():
             return path
+    for path in tried:
+        if path.is_dir():
+            raise VOCImageError(f"{path}: is a folder, not an image file (id {image_id!r})")
     raise VOCImageError(
         f"{folder}: image {image_id!r} not found (tried {', '.join(str(p) for p in tried)})"
     )
 
 
 # ----------------------------------------------------------------------------- conversion
+
+
+def _closest_class(name: str, class_index: dict[str, int]) -> str:
+    """The hint in an unknown-class error: a case-insensitive match, else the known names."""
+    same_letters = [known for known in class_index if known.lower() == name.lower()]
+    if same_letters:
+        return f"class names are case-sensitive: did you mean {same_letters[0]!r}?"
+    return f"known: {', '.join(class_index)}"
 
 
 def _convert_objects(
@@ -440,7 +736,7 @@ def _convert_objects(
             else:
                 problems.append(
                     f"{xml_path}: object[{k}]/name: unknown class {obj.name!r} "
-                    f"(known: {', '.join(class_index)})"
+                    f"({_closest_class(obj.name, class_index)})"
                 )
             continue
         if xmax < xmin or ymax < ymin:
@@ -473,6 +769,17 @@ def _convert_objects(
         np.asarray(labels, dtype=np.int64),
         np.asarray(difficult, dtype=bool),
         np.asarray(truncated, dtype=bool),
+    )
+
+
+def _orientation_hint(header: ImageHeader, size: tuple[int, int]) -> str:
+    """Why an XML size may be the image's turned size: its EXIF orientation."""
+    if header.orientation not in _QUARTER_TURNS or size != (header.height, header.width):
+        return ""
+    return (
+        f" as stored; its EXIF orientation ({_ORIENTATIONS[header.orientation]}) shows it as "
+        f"{header.height}x{header.width}, so the boxes were drawn on the turned image: "
+        f"save the image turned (PIL.ImageOps.exif_transpose) and keep the annotation"
     )
 
 
@@ -560,7 +867,8 @@ class VOCDataset:
             raise kind(problems, header=f"{self!r}: {len(problems)} problem(s) in the data")
         if warn and self.report.total():
             warnings.warn(
-                f"{self!r}: {self.report.total()} objects or images repaired, skipped or empty; "
+                f"{self!r}: {self.report.total()} objects or images repaired, skipped, empty "
+                f"or flagged; "
                 f"see dataset.report:\n{self.report.summary()}",
                 VOCDataWarning,
                 stacklevel=2,
@@ -572,13 +880,17 @@ class VOCDataset:
             raise VOCFormatError(f"{xml_path}: annotation file not found (id {image_id!r})")
         size, xml_filename, raw = parse_voc_xml(xml_path)
         image_path = _find_image(folder, image_id, xml_filename)
-        width, height = _check_image(image_path, verify)
+        header = _check_image(image_path, verify)
+        width, height = header.width, header.height
         if size is not None and size != (width, height):
             raise VOCFormatError(
                 f"{xml_path}/size: says {size[0]}x{size[1]} but image {image_path.name} "
-                f"is {width}x{height}"
+                f"is {width}x{height}{_orientation_hint(header, size)}"
             )
         report = DataReport()
+        if header.orientation != 1:
+            turn = _ORIENTATIONS.get(header.orientation, f"value {header.orientation}")
+            report.exif_orientation.append(f"{image_path.name} (EXIF orientation: {turn})")
         local_problems: list[str] = []
         boxes, labels, difficult, truncated = _convert_objects(
             xml_path, raw, width, height, class_index, self.keep_difficult,
