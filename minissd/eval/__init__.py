@@ -14,7 +14,7 @@ The rules are listed in :mod:`minissd.eval.voc`. A typical run, with per-image l
 
 from minissd.eval.detfiles import load_detection_txt, load_detection_txt_dir
 from minissd.eval.plot import pr_curves_figure, save_pr_curves
-from minissd.eval.report import atomic_write_bytes, format_ap_table, result_to_dict, write_json
+from minissd.eval.report import format_ap_table, result_to_dict, write_json
 from minissd.eval.voc import (
     VOC07_RECALL_LEVELS,
     VOCEvalResult,
@@ -26,7 +26,6 @@ from minissd.eval.voc import (
 __all__ = [
     "VOC07_RECALL_LEVELS",
     "VOCEvalResult",
-    "atomic_write_bytes",
     "devkit_iou",
     "eval_detection_voc",
     "format_ap_table",

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from minissd.eval.report import _names, atomic_write_bytes
+from minissd.eval.report import _names
 from minissd.eval.voc import VOC07_RECALL_LEVELS, VOCEvalResult
+from minissd.fileio import atomic_write
 
 __all__ = ["pr_curves_figure", "save_pr_curves"]
 
@@ -97,4 +98,4 @@ def save_pr_curves(result: VOCEvalResult, path, class_names=None, ncols: int = 5
     fig = pr_curves_figure(result, class_names, ncols)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    return atomic_write_bytes(path, buffer.getvalue())
+    return atomic_write(path, lambda f: f.write(buffer.getvalue()))

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from minissd.eval.voc import VOCEvalResult
+from minissd.fileio import atomic_write_text
 
-__all__ = ["format_ap_table", "result_to_dict", "write_json", "atomic_write_bytes"]
+__all__ = ["format_ap_table", "result_to_dict", "write_json"]
 
 
 def _names(result: VOCEvalResult, class_names) -> list[str]:
@@ -95,27 +94,6 @@ def result_to_dict(result: VOCEvalResult, class_names=None, include_curves: bool
     }
 
 
-def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, then rename it onto ``path``.
-
-    A reader never sees a half-written file, and an interrupted write leaves the old file (if
-    any) in place. Returns the path.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def write_json(result: VOCEvalResult, path, class_names=None, include_curves: bool = True) -> Path:
     """Write :func:`result_to_dict` as JSON to ``path``, atomically (temporary file + rename).
 
@@ -124,4 +102,4 @@ def write_json(result: VOCEvalResult, path, class_names=None, include_curves: bo
     text = json.dumps(
         result_to_dict(result, class_names, include_curves), indent=1, allow_nan=False
     )
-    return atomic_write_bytes(path, (text + "\n").encode("utf-8"))
+    return atomic_write_text(path, text + "\n")

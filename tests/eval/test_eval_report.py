@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from minissd import fileio
 from minissd.eval import (
     eval_detection_voc,
     format_ap_table,
@@ -16,7 +17,6 @@ from minissd.eval import (
     save_pr_curves,
     write_json,
 )
-from minissd.eval import report as report_module
 
 G0, G1, FAR = [0, 0, 9, 9], [20, 0, 29, 9], [100, 100, 109, 109]
 NAMES = ["cat", "dog", "horse"]
@@ -89,7 +89,7 @@ def test_json_write_is_atomic(tmp_path, monkeypatch):
     def failing_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(report_module.os, "replace", failing_replace)
+    monkeypatch.setattr(fileio.os, "replace", failing_replace)  # the one atomic write
     with pytest.raises(OSError, match="disk full"):
         write_json(small_result(), path)
     # The old file is intact and the temporary file is gone.
