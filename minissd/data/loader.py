@@ -19,17 +19,31 @@ Workers are fresh interpreters (the ``spawn`` start method), so they inherit no
 threads or locks from the parent: forking a process whose image library or BLAS has
 started threads can deadlock the child (ChainerCV #386). Each worker is also limited
 to one thread per library (``OMP_NUM_THREADS=1`` etc., set before it starts) so that
-``num_workers`` processes don't oversubscribe the cores. A worker that raises passes
-its error to the main process with the batch it was loading; a worker that dies
-(e.g. killed for memory) raises :class:`DataLoaderError` instead of hanging. As with
-any ``spawn`` code, a script that creates a loader with workers must guard its entry
-point with ``if __name__ == "__main__":``.
+``num_workers`` processes don't oversubscribe the cores. As with any ``spawn`` code,
+a script that creates a loader with workers must guard its entry point with
+``if __name__ == "__main__":``.
+
+Errors. A sample that cannot be loaded raises :class:`DataLoaderError` in the main
+process, naming the epoch and the batch's dataset indices. When the cause is bad data
+(a :class:`~minissd.data.voc.VOCDataError`, which names the file) that one line is the
+whole message, from a worker too: the worker's traceback, which only shows the reader's
+insides, is dropped. Any other exception (a bug in a transform, say) keeps its
+traceback, the worker's included, chained below. A worker that dies (e.g. killed for
+memory) raises :class:`DataLoaderError` instead of hanging.
+
+Orphans. A worker watches the process that started it (every ``PARENT_POLL_S``
+seconds) and exits when it is gone, e.g. after ``kill -9`` of the trainer: otherwise
+it would wait for work forever, and so would Python's multiprocessing resource
+tracker, a process that every ``spawn`` start launches and that exits once the last
+process holding its pipe (the parent and each worker) is gone.
 """
 
 from __future__ import annotations
 
 import collections
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -38,7 +52,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Batch", "DataLoader", "DataLoaderError", "sample_rng", "WORKER_THREAD_LIMITS"]
+from .voc import VOCDataError
+
+__all__ = [
+    "Batch",
+    "BatchShapeError",
+    "DataLoader",
+    "DataLoaderError",
+    "sample_rng",
+    "WORKER_THREAD_LIMITS",
+]
 
 #: Domain tags that keep the shuffle and augmentation random streams apart.
 SHUFFLE, AUGMENT = 0, 1
@@ -56,9 +79,16 @@ WORKER_THREAD_LIMITS = {
 #: Batches requested ahead per worker.
 PREFETCH_PER_WORKER = 2
 
+#: Seconds between a worker's checks that its parent process is still alive.
+PARENT_POLL_S = 0.2
+
 
 class DataLoaderError(RuntimeError):
     """A batch could not be loaded; the message names the epoch and dataset indices."""
+
+
+class BatchShapeError(ValueError):
+    """The samples of one batch have different image shapes (no resizing transform)."""
 
 
 class Batch(NamedTuple):
@@ -97,7 +127,7 @@ def load_batch(dataset, transform: Callable | None, seed: int, epoch: int, indic
         labels.append(sample_labels)
     shapes = {np.shape(image) for image in images}
     if len(shapes) > 1:
-        raise ValueError(
+        raise BatchShapeError(
             f"images in one batch have different shapes {sorted(shapes)}; pass a transform "
             f"that resizes them (e.g. SSDTransformEval(size))"
         )
@@ -130,14 +160,42 @@ class _ThreadLimitedSpawnContext(SpawnContext):
 _worker_state: dict = {}
 
 
-def _init_worker(dataset, transform, seed) -> None:
+def _exit_with_parent(parent_pid: int) -> None:
+    """Start a daemon thread that ends this process once ``parent_pid`` is gone.
+
+    A process whose parent dies is handed to another (init or a subreaper), so its
+    ``os.getppid()`` changes; polling that works on every POSIX system, unlike Linux's
+    ``PR_SET_PDEATHSIG``, which also fires when the parent *thread* that started the
+    worker ends.
+    """
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="minissd-parent-watch", daemon=True).start()
+
+
+def _init_worker(dataset, transform, seed, parent_pid) -> None:
     os.environ.update(WORKER_THREAD_LIMITS)  # for libraries imported from here on
+    _exit_with_parent(parent_pid)
     _worker_state.update(dataset=dataset, transform=transform, seed=seed)
 
 
 def _worker_load_batch(epoch: int, indices: np.ndarray) -> Batch:
     s = _worker_state
     return load_batch(s["dataset"], s["transform"], s["seed"], epoch, indices)
+
+
+def _is_bad_data(exc: BaseException) -> bool:
+    """Errors about the data, whose message (naming the file) is the whole story."""
+    return isinstance(exc, VOCDataError | BatchShapeError)
+
+
+def _cause(exc: BaseException) -> BaseException | None:
+    """What a DataLoaderError is chained to: nothing for bad data, else the error."""
+    return None if _is_bad_data(exc) else exc
 
 
 # ----------------------------------------------------------------------------- loader
@@ -256,22 +314,24 @@ class DataLoader:
         try:
             return load_batch(self.dataset, self.transform, self.seed, epoch, indices)
         except Exception as exc:
-            raise DataLoaderError(self._describe(epoch, indices, exc)) from exc
+            raise DataLoaderError(self._describe(epoch, indices, exc)) from _cause(exc)
 
     def _result(self, epoch: int, indices: np.ndarray, future: Future) -> Batch:
         try:
             return future.result()
-        except BrokenProcessPool as exc:
+        except BrokenProcessPool:
             self.close()
             raise DataLoaderError(
                 self._describe(epoch, indices, "a worker process died (killed or out of memory?)")
-            ) from exc
+            ) from None
         except Exception as exc:
-            raise DataLoaderError(self._describe(epoch, indices, exc)) from exc
+            raise DataLoaderError(self._describe(epoch, indices, exc)) from _cause(exc)
 
     @staticmethod
     def _describe(epoch: int, indices: np.ndarray, problem) -> str:
         shown = ", ".join(str(i) for i in indices[:8]) + (", ..." if len(indices) > 8 else "")
+        if isinstance(problem, Exception) and not _is_bad_data(problem):
+            problem = f"{type(problem).__name__}: {problem}"
         return f"loading epoch {epoch}, dataset indices [{shown}] failed: {problem}"
 
     def _workers(self) -> ProcessPoolExecutor:
@@ -280,7 +340,7 @@ class DataLoader:
                 max_workers=self.num_workers,
                 mp_context=_ThreadLimitedSpawnContext(),
                 initializer=_init_worker,
-                initargs=(self.dataset, self.transform, self.seed),
+                initargs=(self.dataset, self.transform, self.seed, os.getpid()),
             )
         return self._executor
 

@@ -1,8 +1,13 @@
 """DataLoader: seeded order and augmentation, workers, endless iteration, errors."""
 
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
+import traceback
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,3 +185,120 @@ def test_workers_start_limit_threads_and_survive_a_dead_worker(tmp_path):
     assert lines[0] == "threads [1]"
     assert lines[1].startswith("died:") and "worker process died" in lines[1]
     assert lines[2] == "main OMP 7"  # the parent's environment is left as it was
+
+
+def damage_middle(path):
+    """Write garbage holding a stray marker over the middle of a JPEG's compressed data."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) * 3 // 4
+    data[middle : middle + 8] = b"\x12\x34\xff\xc0\x56\x78\x9a\xbc"
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_bad_data_is_one_line_naming_the_file_regression_issue_11(tmp_path, workers):
+    """A JPEG damaged after construction failed inside a worker with a 20-line traceback."""
+    names = make_synthetic_voc(tmp_path, 4, 1, image_size=64, seed=0)
+    dataset = VOCDataset(tmp_path, "train", class_names=names)
+    damage_middle(dataset.annotation(3).image_path)
+    with DataLoader(dataset, 2, num_workers=workers, transform=SSDTransformEval(16)) as loader:
+        batches = iter(loader)
+        next(batches)
+        with pytest.raises(DataLoaderError) as info:
+            next(batches)
+    error = info.value
+    assert error.__cause__ is None and error.__suppress_context__
+    assert "\n" not in str(error)
+    assert str(error).startswith("loading epoch 0, dataset indices [2, 3] failed: /")
+    assert "000004.jpg: cannot decode image (invalid marker 0xffc0" in str(error)
+    shown = "".join(traceback.format_exception(error))
+    assert shown.count("Traceback") == 1 and "_RemoteTraceback" not in shown
+
+
+class Buggy:
+    """A dataset whose item 1 has a bug (not bad data)."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        return np.zeros((2, 2), np.float32), np.zeros((0, 4)), np.zeros(0), 1 // (1 - i)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_bug_keeps_its_traceback(workers):
+    with DataLoader(Buggy(), 2, num_workers=workers) as loader:
+        with pytest.raises(DataLoaderError, match=r"failed: ZeroDivisionError: int") as info:
+            next(iter(loader))
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
+    if workers:  # the worker's own traceback comes along
+        assert "in __getitem__" in str(info.value.__cause__.__cause__)
+
+
+ORPHAN_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from minissd.data import DataLoader, VOCDataset
+    from minissd.data.synthetic import make_synthetic_voc
+    from minissd.data.transforms import SSDTransformEval
+
+    if __name__ == "__main__":
+        names = make_synthetic_voc(sys.argv[1], 4, 1, image_size=32, seed=0)
+        dataset = VOCDataset(sys.argv[1], "train", class_names=names)
+        loader = DataLoader(dataset, 2, num_workers=1, transform=SSDTransformEval(16))
+        next(iter(loader))
+        print("ready", flush=True)
+        time.sleep(60)
+    """
+)
+
+
+def children_of(pid):
+    """Pids whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def running(pid):
+    """True while ``pid`` exists and is not a zombie (a dead child nobody reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_kill_9_of_the_trainer_leaves_no_orphans_regression_issue_11(tmp_path):
+    """Each kill -9 of a trainer left its loader worker and Python's resource tracker
+    alive forever (~63 MB). The worker now exits with its parent, and the tracker then
+    sees its pipe close and exits too."""
+    script = tmp_path / "trainer.py"
+    script.write_text(ORPHAN_SCRIPT)
+    trainer = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "data")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # the tracker reports the semaphores it cleans up
+        text=True,
+    )
+    try:
+        assert trainer.stdout.readline().strip() == "ready"
+        children = children_of(trainer.pid)
+        assert len(children) == 2  # the worker and the resource tracker
+    finally:
+        trainer.kill()
+        trainer.wait()
+    deadline = time.monotonic() + 5
+    while any(running(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [pid for pid in children if running(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "orphans survived the trainer"
