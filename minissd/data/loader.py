@@ -29,7 +29,9 @@ process, naming the epoch and the batch's dataset indices. When the cause is bad
 whole message, from a worker too: the worker's traceback, which only shows the reader's
 insides, is dropped. Any other exception (a bug in a transform, say) keeps its
 traceback, the worker's included, chained below. A worker that dies (e.g. killed for
-memory) raises :class:`DataLoaderError` instead of hanging.
+memory) raises :class:`DataLoaderError` instead of hanging. Workers receive the dataset
+and the transform by pickle: one that cannot be pickled (a lambda, a local function)
+is named in a ``ValueError`` before any process starts.
 
 Orphans. A worker watches the process that started it (every ``PARENT_POLL_S``
 seconds) and exits when it is gone, e.g. after ``kill -9`` of the trainer: otherwise
@@ -48,6 +50,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.context import SpawnContext, SpawnProcess
+from multiprocessing.reduction import ForkingPickler
 from typing import NamedTuple
 
 import numpy as np
@@ -334,8 +337,24 @@ class DataLoader:
             problem = f"{type(problem).__name__}: {problem}"
         return f"loading epoch {epoch}, dataset indices [{shown}] failed: {problem}"
 
+    def _check_picklable(self) -> None:
+        """ValueError naming the dataset or transform if it cannot reach the workers.
+
+        (Otherwise the pickling error surfaces from deep inside multiprocessing.)
+        """
+        for name, value in (("dataset", self.dataset), ("transform", self.transform)):
+            try:
+                ForkingPickler.dumps(value)
+            except Exception as exc:
+                raise ValueError(
+                    f"num_workers={self.num_workers}: the {name} is sent to each worker "
+                    f"process by pickle and cannot be pickled ({exc}); define it at module "
+                    f"level (no lambda or local function), or use num_workers=0"
+                ) from None
+
     def _workers(self) -> ProcessPoolExecutor:
         if self._executor is None:
+            self._check_picklable()
             self._executor = ProcessPoolExecutor(
                 max_workers=self.num_workers,
                 mp_context=_ThreadLimitedSpawnContext(),

@@ -302,3 +302,13 @@ def test_kill_9_of_the_trainer_leaves_no_orphans_regression_issue_11(tmp_path):
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, "orphans survived the trainer"
+
+
+def test_unpicklable_transform_with_workers_is_named(shapes):
+    """A lambda transform failed deep inside multiprocessing with a PicklingError."""
+    loader = DataLoader(shapes, 2, num_workers=1, transform=lambda im, b, lab, rng: (im, b, lab))
+    with pytest.raises(ValueError, match=r"num_workers=1: the transform is sent to each worker"):
+        next(iter(loader))
+    assert loader._executor is None  # no process was started
+    serial = DataLoader(shapes, 2, transform=lambda im, b, lab, rng: (im, b, lab))
+    assert len(next(iter(serial)).indices) == 2
