@@ -1,6 +1,6 @@
 """Datasets (VOC layout, built-in synthetic set), augmentation, batching."""
 
-from minissd.data.loader import Batch, DataLoader, DataLoaderError
+from minissd.data.loader import Batch, BatchShapeError, DataLoader, DataLoaderError
 from minissd.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
 from minissd.data.transforms import VGG_MEAN, AugmentationConfig, SSDAugmentation, SSDTransformEval
 from minissd.data.voc import (
@@ -21,6 +21,7 @@ __all__ = [
     "VGG_MEAN",
     "AugmentationConfig",
     "Batch",
+    "BatchShapeError",
     "DataLoader",
     "DataLoaderError",
     "SSDAugmentation",

@@ -158,6 +158,8 @@ __all__ = [
     "parse_voc_xml",
     "ParsedXML",
     "read_image",
+    "jpeg_layout",
+    "JPEGLayout",
 ]
 
 #: The 20 PASCAL VOC object classes, in the devkit's (alphabetical) order.
@@ -397,7 +399,7 @@ def parse_voc_xml(xml_path: str | Path) -> ParsedXML:
 
 #: The start-of-image marker every JPEG file begins with.
 JPEG_START = b"\xff\xd8"
-_FF, _STUFFED_ZERO, _TEM = 0xFF, 0x00, 0x01
+_FF, _STUFFED_ZERO = 0xFF, 0x00
 _EOI, _SOS, _DRI = 0xD9, 0xDA, 0xDD  # end of image, start of scan, restart interval
 _RST0, _RST7 = 0xD0, 0xD7  # restart markers, numbered 0..7 in turn inside a scan
 _RESTART_CYCLE = 8
@@ -409,8 +411,13 @@ _SEQUENTIAL_FRAMES = frozenset({0xC0, 0xC1})
 #: Markers that may come after compressed image data: tables (DHT, DAC, DQT), DNL, DRI,
 #: the next scan, a comment, application data (APP0..APP15) or the end of the image.
 _AFTER_SCAN = frozenset({0xC4, 0xCC, 0xDB, 0xDC, _DRI, _SOS, 0xFE, _EOI, *range(0xE0, 0xF0)})
-#: Zero bytes that replace a one-scan JPEG's end marker when decoding (see read_image):
-#: libjpeg reads at most 4 bytes (25 bits) past the last block.
+#: Zero bytes that replace a one-pass JPEG's end marker when decoding. When compressed
+#: data runs out early (bytes lost inside the file), libjpeg meets the end marker, fills
+#: the missing rows with grey and only warns, and Pillow hides the warning. Without the
+#: marker the decoder asks for more data instead, which Pillow reports ("image file is
+#: truncated"); an intact file needs no more than this padding (libjpeg reads at most
+#: 25 bits past the last block). Multi-scan (progressive) files are read to their end
+#: marker before any row is decoded, so they keep it.
 JPEG_DECODE_PADDING = 16
 
 
@@ -476,7 +483,7 @@ def jpeg_layout(data: bytes) -> JPEGLayout:
             )
         if marker == _EOI:
             return JPEGLayout(pos, frame in _SEQUENTIAL_FRAMES and scans == 1)
-        if marker == _TEM or _RST0 <= marker <= _RST7:
+        if _RST0 <= marker <= _RST7:
             raise ValueError(f"restart marker 0xff{marker:02x} outside image data at byte {pos}")
         length = int.from_bytes(data[pos + 2 : pos + 4], "big")
         end = pos + 2 + length
@@ -492,21 +499,6 @@ def jpeg_layout(data: bytes) -> JPEGLayout:
             scans += 1
             end = _scan_end(data, end, restart_interval)
         pos = end
-
-
-def _jpeg_for_decoding(data: bytes) -> bytes:
-    """The bytes given to Pillow: a one-pass JPEG loses its end marker and gets padding.
-
-    When compressed data runs out early (bytes lost inside the file), libjpeg meets the
-    end marker, fills the missing rows with grey and only warns, and Pillow hides the
-    warning. Without the marker the decoder asks for more data instead, which Pillow
-    reports ("image file is truncated"); an intact file needs no more than the padding.
-    (Multi-scan files are read to their end marker before decoding starts: not done.)
-    """
-    layout = jpeg_layout(data)
-    if not layout.one_pass:
-        return data
-    return data[: layout.end] + bytes(JPEG_DECODE_PADDING)
 
 
 # ----------------------------------------------------------------------------- images
@@ -558,13 +550,15 @@ def _image_header(path: Path) -> ImageHeader:
         raise VOCImageError(f"{path}: empty file (0 bytes)")
     try:
         with Image.open(path) as img:
-            if img.mode in _REFUSED_MODES:
-                raise VOCImageError(f"{path}: mode {img.mode}: {_REFUSED_MODES[img.mode]}")
             # PNG may keep EXIF after the pixels: read it only where the header has it
             exif = img.getexif() if "exif" in img.info else {}
-            return ImageHeader(*img.size, img.format, int(exif.get(EXIF_ORIENTATION, 1)))
+            mode = img.mode
+            header = ImageHeader(*img.size, img.format, int(exif.get(EXIF_ORIENTATION, 1)))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise VOCImageError(f"{path}: not a readable image ({exc})") from None
+    if mode in _REFUSED_MODES:
+        raise VOCImageError(f"{path}: mode {mode}: {_REFUSED_MODES[mode]}")
+    return header
 
 
 def _to_rgb(img: Image.Image, path: Path) -> np.ndarray:
@@ -591,8 +585,10 @@ def _decode(data: bytes, path: Path) -> Image.Image:
     one_pass_jpeg = False
     try:
         if data.startswith(JPEG_START):
-            one_pass_jpeg = jpeg_layout(data).one_pass
-            data = _jpeg_for_decoding(data)
+            layout = jpeg_layout(data)  # ValueError names structural damage
+            one_pass_jpeg = layout.one_pass
+            if one_pass_jpeg:  # so that lost bytes are noticed (JPEG_DECODE_PADDING)
+                data = data[: layout.end] + bytes(JPEG_DECODE_PADDING)
         img = Image.open(io.BytesIO(data))
         img.load()  # raises on truncated or broken pixel data
         return img
@@ -607,7 +603,7 @@ def read_image(path: str | Path) -> np.ndarray:
     """Decode an image file to uint8 (H, W, 3) RGB; VOCImageError names the file.
 
     JPEGs are checked for damage (:func:`jpeg_layout`) and decoded so that lost bytes
-    are noticed (:func:`_jpeg_for_decoding`). Pixels are as stored: an EXIF orientation
+    are noticed (:data:`JPEG_DECODE_PADDING`). Pixels are as stored: an EXIF orientation
     is not applied. (A program that sets ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` also
     silences Pillow's truncation errors here; the marker check still runs.)
     """
