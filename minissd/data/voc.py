@@ -73,7 +73,7 @@ bad <size> field               ``VOCFormatError`` naming the field: width and
 <size> differs from the image  ``VOCFormatError`` naming the file and both sizes
                                (and the EXIF orientation when the XML has the
                                size of the turned image, see below)
-class name with spaces around  stripped: ``<name> cat\n</name>`` is ``cat``
+class name with spaces around  stripped, newlines too: ``<name> cat </name>`` is ``cat``
 unknown class name             ``VOCFormatError`` naming file and name, and the
                                known class differing only in case (``'Cat'``:
                                names are case-sensitive); with
