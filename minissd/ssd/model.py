@@ -93,6 +93,12 @@ def ssd_small(num_classes, image_size=128, first_min_ratio=10, first_max_ratio=2
     return SSDConfig("SSD-small", num_classes, prior_config, **options)
 
 
+#: minissd's models by name: the one registry (``minissd train --model``, the CLI's other
+#: commands and the PyTorch conversion all build their configs from it). Each maker takes
+#: ``num_classes`` (background included) and keyword overrides.
+MODELS = {"small": ssd_small, "ssd300": ssd300, "ssd512": ssd512}
+
+
 class SSD(nn.Module):
     """``images (N, 3, H, W)`` float, mean-subtracted -> ``loc (N, P, 4)``, ``conf (N, P, C)``.
 
