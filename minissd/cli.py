@@ -40,10 +40,6 @@ class DemoConfig:
 #: importing the data package here would slow every command's start).
 AUGMENTATION_CHOICES = ("ssd", "no-expand", "flip")
 
-#: The models ``--model`` builds, by name (``minissd.convert.CONFIGS`` holds the same names
-#: plus the PyTorch layouts; a test keeps them in step).
-MODEL_CHOICES = ("small", "ssd300", "ssd512")
-
 DEMO_HELP = {
     "train_images": "images in the built-in training set",
     "test_images": "held-out images for the evaluation",
@@ -128,10 +124,15 @@ def _add_model_source(p, what):
 
 
 def _weight_configs():
-    return MODEL_CHOICES + ("torchvision-ssd300", "ssd.pytorch")
+    """``--model`` with ``--weights``: minissd's models and the PyTorch layouts."""
+    from .convert import CONFIGS
+
+    return tuple(CONFIGS)
 
 
 def _parser(given_only=False):
+    from .ssd.model import MODELS  # here, not at the top: `import minissd.cli` stays light
+
     p = argparse.ArgumentParser(
         prog="minissd", description="SSD (Liu et al. 2016) from scratch on NumPy/CuPy: train, "
                                     "evaluate, detect, convert weights, fetch data.",
@@ -169,7 +170,7 @@ def _parser(given_only=False):
     opt("--split", default="trainval", help="image set of ImageSets/Main/")
     opt("--classes", type=_names, help="comma-separated class names (default: the 20 VOC "
                                        "classes)")
-    opt("--model", default="ssd300", choices=MODEL_CHOICES, help="the network")
+    opt("--model", default="ssd300", choices=tuple(MODELS), help="the network")
     opt("--iterations", type=int, default=120_000, help="training iterations in all")
     opt("--batch-size", type=int, default=32, help="images per iteration")
     opt("--optimizer", default="sgd", choices=["sgd", "adam"], help="optimiser")

@@ -43,10 +43,9 @@ from .fileio import atomic_write_text
 from .nn import load_npz, save_npz
 from .optim import SGD, Adam, MultiStepLR
 from .runfolder import RunFolder, RunFolderError
-from .ssd.model import SSD, ssd300, ssd512, ssd_small
+from .ssd.model import MODELS, SSD
 from .ssd.multibox_loss import build_targets, multibox_loss
 
-MODELS = {"small": ssd_small, "ssd300": ssd300, "ssd512": ssd512}
 METRIC_COLUMNS = ("iteration", "lr", "loss", "loc_loss", "conf_loss", "positives",
                   "images_per_s", "seconds")
 
@@ -82,7 +81,7 @@ class TrainConfig:
     train_split: str = "trainval"
     class_names: tuple | None = None  # None: the 20 VOC classes
     keep_difficult: bool = True  # the authors' Caffe code trains on difficult objects
-    model: str = "ssd300"  # "small", "ssd300", "ssd512"
+    model: str = "ssd300"  # a name in minissd.ssd.model.MODELS: "small", "ssd300", "ssd512"
     iterations: int = 120_000
     batch_size: int = 32
     optimizer: str = "sgd"  # the paper's; "adam" for the small model trained from scratch

@@ -291,9 +291,12 @@ def test_top_level_help_has_no_markup(capsys):
     assert "``" not in out and "--debug" in out
 
 
-def test_model_choices_are_the_trainers_models():
-    from minissd.cli import MODEL_CHOICES
-    from minissd.convert import CONFIGS
-    from minissd.train import MODELS
+def test_model_choices_are_the_one_registry():
+    from minissd.cli import _parser
+    from minissd.ssd.model import MODELS
 
-    assert set(MODEL_CHOICES) == set(MODELS) and set(MODEL_CHOICES) <= set(CONFIGS)
+    commands = next(a for a in _parser()._actions if a.dest == "command").choices
+    choices = {name: next(a.choices for a in sub._actions if a.dest == "model")
+               for name, sub in commands.items() if name in ("train", "eval", "detect")}
+    assert list(choices["train"]) == list(MODELS)
+    assert set(MODELS) <= set(choices["eval"]) and choices["eval"] == choices["detect"]
