@@ -74,6 +74,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from minissd.imagenet import VGG_MEAN
+
 __all__ = [
     "VGG_MEAN",
     "PhotometricConfig",
@@ -101,9 +103,6 @@ __all__ = [
     "SSDAugmentation",
     "SSDTransformEval",
 ]
-
-#: The VGG16 ImageNet channel means, RGB order (Caffe lists them BGR: 104, 117, 123).
-VGG_MEAN = (123.0, 117.0, 104.0)
 
 PIXEL_MAX = 255.0
 HUE_PERIOD = 360.0  # degrees

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..boxes import decode, nms
+from ..priors import SSD_VARIANCES
 from .model import DetectConfig
 
 
@@ -35,7 +36,7 @@ def _softmax(x):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def detect_image(loc, conf, priors, config: DetectConfig, variances=(0.1, 0.1, 0.2, 0.2),
+def detect_image(loc, conf, priors, config: DetectConfig, variances=SSD_VARIANCES,
                  image_size=(1.0, 1.0), clip=True) -> Detections:
     """Detections of one image.
 
@@ -75,7 +76,7 @@ def detect_image(loc, conf, priors, config: DetectConfig, variances=(0.1, 0.1, 0
     return Detections(boxes[order], labels[order], scores[order])
 
 
-def detect(loc, conf, priors, config: DetectConfig, variances=(0.1, 0.1, 0.2, 0.2),
+def detect(loc, conf, priors, config: DetectConfig, variances=SSD_VARIANCES,
            image_sizes=None, clip=True) -> list[Detections]:
     """``detect_image`` for a batch: ``loc (N, P, 4)``, ``conf (N, P, C)``; ``image_sizes`` a
     list of ``(height, width)`` (default: normalised coordinates)."""

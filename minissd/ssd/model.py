@@ -12,12 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import nn, priors
+from ..imagenet import VGG_MEAN
 from .extras import SSD300_EXTRAS, SSD512_EXTRAS, ExtraBlock, Extras
 from .heads import MultiboxHeads
 from .vgg import VGG16, VGGBase
-
-#: The VGG channel means (RGB) subtracted from the input (DESIGN.md).
-VGG_MEAN_RGB = (123.0, 117.0, 104.0)
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ class SSDConfig:
     extras: tuple = SSD300_EXTRAS
     l2norm_scale: float = 20.0
     batch_norm: bool = False  # BN in the base: not the paper's; the small model uses it
-    mean: tuple = VGG_MEAN_RGB
+    mean: tuple = VGG_MEAN  # RGB, subtracted from the input pixels
     loss: LossConfig = field(default_factory=LossConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
     weight_init: str = "xavier_uniform"
@@ -64,7 +62,8 @@ class SSDConfig:
 
     @property
     def boxes_per_location(self):
-        return [2 + 2 * len(r) for r in self.priors.aspect_ratios]
+        """Default boxes per cell of each source map (``PriorConfig.boxes_per_location``)."""
+        return self.priors.boxes_per_location
 
 
 def ssd300(num_classes=21, **overrides) -> SSDConfig:

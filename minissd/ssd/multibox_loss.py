@@ -18,10 +18,11 @@ import numpy as np
 from ..autograd import Tensor, cross_entropy, smooth_l1
 from ..backend import get_array_module
 from ..boxes import match
+from ..priors import SSD_VARIANCES
 from .model import LossConfig
 
 
-def build_targets(gt_boxes, gt_labels, priors, iou_threshold=0.5, variances=(0.1, 0.1, 0.2, 0.2)):
+def build_targets(gt_boxes, gt_labels, priors, iou_threshold=0.5, variances=SSD_VARIANCES):
     """Match every image's ground truth to the default boxes.
 
     Args:
