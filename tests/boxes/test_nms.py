@@ -1,17 +1,12 @@
 """NMS and per-class NMS: the contract, the reference, and the fast path against it."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from box_strategies import scored_boxes, thresholds
 from hypothesis import given
 from hypothesis import strategies as st
 
 from minissd import boxes as B
-
-sys.path.insert(0, str(Path(__file__).parent / "kernels"))
-from box_strategies import scored_boxes, thresholds  # noqa: E402
 
 
 def test_nms_by_hand():

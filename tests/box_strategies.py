@@ -1,4 +1,5 @@
-"""Hypothesis strategies for corner boxes, shared by tests/test_boxes*.py and tests/kernels.
+"""Hypothesis strategies for corner boxes, shared by tests/boxes and tests/kernels
+(importable as ``box_strategies``: pyproject.toml puts tests/ on the path).
 
 Boxes are drawn on a coarse integer grid, so that identical, nested, touching (shared
 edge), disjoint, zero-area and inverted boxes all turn up often, and then scaled by a

@@ -1,0 +1,145 @@
+"""Non-maximum suppression: the greedy rule (the ``minissd.boxes`` docstring), its float64
+references and the dispatch to the Numba and CUDA kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minissd.backend import get_array_module, is_cupy_array
+
+from ._checks import _check_boxes, _check_count, _check_labels, _check_scores, _check_threshold
+
+
+def _pair_iou(a, b) -> float:
+    """IoU of two corner boxes given as Python floats (the formula every NMS uses)."""
+    inter_w = max(min(a[2], b[2]) - max(a[0], b[0]), 0.0)
+    inter_h = max(min(a[3], b[3]) - max(a[1], b[1]), 0.0)
+    inter = inter_w * inter_h
+    area_a = max(a[2] - a[0], 0.0) * max(a[3] - a[1], 0.0)
+    area_b = max(b[2] - b[0], 0.0) * max(b[3] - b[1], 0.0)
+    union = area_a + area_b - inter
+    return inter / union if union > 0.0 else 0.0
+
+
+def nms_reference(boxes, scores, iou_threshold, *, pre_nms_top_k=None, top_k=None) -> np.ndarray:
+    """Greedy NMS in plain Python floats (float64), for reading; see ``nms`` for the contract."""
+    boxes = _check_boxes(np.asarray(boxes), "boxes")
+    scores = _check_scores(np.asarray(scores), boxes.shape[0], "scores", np)
+    iou_threshold = _check_threshold(iou_threshold)
+    box_list = boxes.astype(np.float64).tolist()
+    score_list = scores.astype(np.float64).tolist()
+    order = sorted(range(len(box_list)), key=lambda i: -score_list[i])  # stable: ties by index
+    if pre_nms_top_k is not None:
+        order = order[:pre_nms_top_k]
+    kept: list[int] = []
+    for i in order:
+        if top_k is not None and len(kept) >= top_k:
+            break
+        if all(_pair_iou(box_list[k], box_list[i]) <= iou_threshold for k in kept):
+            kept.append(i)
+    return np.asarray(kept, dtype=np.int64)
+
+
+def batched_nms_reference(boxes, scores, labels, iou_threshold, *, pre_nms_top_k=None, top_k=None):
+    """Per-class NMS by an explicit loop over classes, for reading; see ``batched_nms``."""
+    boxes = _check_boxes(np.asarray(boxes), "boxes")
+    scores = _check_scores(np.asarray(scores), boxes.shape[0], "scores", np)
+    labels = _check_labels(np.asarray(labels), boxes.shape[0], "labels", np)
+    kept = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        keep_c = nms_reference(
+            boxes[members], scores[members], iou_threshold, pre_nms_top_k=pre_nms_top_k
+        )
+        kept.append(members[keep_c])
+    kept = np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)
+    kept = kept[np.argsort(-scores[kept].astype(np.float64), kind="stable")]
+    return kept[:top_k].astype(np.int64)
+
+
+def _ranked(scores, labels, xp):
+    """Indices sorting by (label ascending, score descending, index ascending)."""
+    if xp is np:
+        return np.lexsort((-scores, labels))  # lexsort is stable: ties keep index order
+    n = scores.shape[0]
+    index = xp.arange(n, dtype=xp.float64)
+    keys = xp.stack([index, -scores.astype(xp.float64), labels.astype(xp.float64)])
+    return xp.lexsort(keys)  # the index key makes the order explicit on any sort
+
+
+def batched_nms(boxes, scores, labels, iou_threshold, *, pre_nms_top_k=None, top_k=None):
+    """NMS within each class: boxes of different labels never suppress each other.
+
+    boxes: (K, 4) corners; scores: (K,) floats; labels: (K,) ints (any values);
+    iou_threshold: suppress when IoU with a kept box of the same label is > this.
+    pre_nms_top_k: per label, only its ``pre_nms_top_k`` best-scored boxes are candidates
+    (Caffe's ``top_k: 400``). top_k: at most this many indices are returned, over all
+    labels (Caffe's ``keep_top_k: 200``).
+
+    Returns (k,) int64 indices into ``boxes``, by descending score (ties: lower index
+    first). Equals running ``nms`` on each label and merging (``batched_nms_reference``).
+    """
+    xp = get_array_module(boxes, scores, labels)
+    boxes = _check_boxes(boxes, "boxes", xp)
+    scores = _check_scores(scores, boxes.shape[0], "scores", xp)
+    labels = _check_labels(labels, boxes.shape[0], "labels", xp)
+    return _nms(boxes, scores, labels, _check_threshold(iou_threshold),
+                _check_count(pre_nms_top_k, "pre_nms_top_k"), _check_count(top_k, "top_k"), xp)
+
+
+def nms(boxes, scores, iou_threshold, *, pre_nms_top_k=None, top_k=None):
+    """Greedy non-maximum suppression.
+
+    boxes: (K, 4) corners; scores: (K,) floats; iou_threshold in [0, 1].
+    Walking the boxes by descending score (stable: equal scores keep the lower index
+    first), a box is suppressed when its IoU with an already kept box is strictly greater
+    than ``iou_threshold``. pre_nms_top_k: only the ``pre_nms_top_k`` best-scored boxes are
+    candidates (applied *before* suppression). top_k: at most this many kept boxes are
+    returned (applied *after*; the first ``top_k`` of the full answer).
+
+    Returns (k,) int64 indices into ``boxes``, by descending score. NumPy input runs the
+    Numba kernel, CuPy input the CUDA bitmask kernel (``kernels/nms.cu``).
+    """
+    xp = get_array_module(boxes, scores)
+    boxes = _check_boxes(boxes, "boxes", xp)
+    scores = _check_scores(scores, boxes.shape[0], "scores", xp)
+    labels = xp.zeros(boxes.shape[0], dtype=xp.int64)
+    return _nms(boxes, scores, labels, _check_threshold(iou_threshold),
+                _check_count(pre_nms_top_k, "pre_nms_top_k"), _check_count(top_k, "top_k"), xp)
+
+
+def _nms(boxes, scores, labels, iou_threshold, pre_nms_top_k, top_k, xp):
+    """Shared body of ``nms`` and ``batched_nms`` on validated inputs."""
+    if boxes.shape[0] == 0:
+        return xp.zeros(0, dtype=xp.int64)
+    # Rank by (label, -score, index); each label is then one contiguous segment.
+    order = _ranked(scores, labels, xp)
+    ranked_labels = labels[order]
+    segment_start = xp.searchsorted(ranked_labels, ranked_labels, side="left")
+    if pre_nms_top_k is not None:
+        rank_in_segment = xp.arange(order.shape[0]) - segment_start
+        order = order[rank_in_segment < pre_nms_top_k]
+        ranked_labels = labels[order]
+    ranked_boxes = boxes[order]
+
+    if is_cupy_array(boxes):
+        from minissd.kernels import cuda
+
+        keep = cuda.nms_keep(ranked_boxes, ranked_labels, iou_threshold)
+    else:
+        from minissd.kernels import cpu
+
+        starts = np.flatnonzero(np.diff(ranked_labels)) + 1
+        segment_starts = np.concatenate([[0], starts, [order.shape[0]]]).astype(np.int64)
+        # With one segment, a top_k lets the kernel stop early (same prefix as running on).
+        max_keep = top_k if (top_k is not None and segment_starts.shape[0] == 2) else -1
+        ranked_boxes = np.ascontiguousarray(ranked_boxes, dtype=np.float64)
+        keep = cpu.nms_sorted_segments(ranked_boxes, segment_starts, iou_threshold, max_keep)
+    kept = order[keep]
+    if bool((ranked_labels[:-1] != ranked_labels[1:]).any()):
+        # Several labels: merge them into one list by descending score, ties by lower index.
+        kept = xp.sort(kept)
+        kept = kept[_ranked(scores[kept], xp.zeros(kept.shape[0], dtype=xp.int64), xp)]
+    if top_k is not None:
+        kept = kept[:top_k]
+    return kept.astype(xp.int64)
