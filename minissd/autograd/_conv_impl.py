@@ -39,22 +39,30 @@ outputs ``[ro, co]`` whose input cell exists take part, so no zero is multiplied
     out[:, :, ro, co] += W[:, :, u, v] @ xs              (O, C) @ (C, N*m)
     dW[:, :, u, v]     = g[:, :, ro, co] @ xs.T
 
-and the input gradient is its adjoint, offset by offset for all images at once::
+and the input gradient is its adjoint, offset by offset for all the images of a chunk at once::
 
     dx[:, :, rows hit by u, cols hit by v] += W[:, :, u, v].T @ g[:, :, ro, co]
+
+(``N`` here: the images of one chunk, ``BY_OFFSET_MIN_COLUMNS`` output positions or more.)
 For 3x3 padding 1 layers the saving is a few percent and the per-offset adds of ``out`` cost
 more than that when C <= 256 (measured), so they use im2col.
 
 3x3 stride-1 layers with enough channels skip all of this for Winograd's F(2x2, 3x3)
 (``_winograd``): ``correlate`` and ``backward`` hand them over.
 
-Everything goes through ``xp`` (NumPy or CuPy); on CuPy the bands are simply bigger.
+On the CPU the images go in chunks that the batch threads take in turn (``_threads``): one
+image for im2col, a few for the offset GEMMs. The chunks depend on the batch size and the layer's
+shape only, each chunk's GEMMs have the same shapes whichever thread runs it, and ``dW`` is
+summed per chunk, then over the chunks in order: the results do not depend on the thread count.
+
+Everything goes through ``xp`` (NumPy or CuPy); on CuPy the bands are simply bigger (and the
+batch is one chunk).
 """
 
 from __future__ import annotations
 
 from . import _winograd
-from ._threads import over_batch
+from ._threads import over_batch, over_chunks, sum_over_chunks
 
 #: Size of one band's column buffer on the CPU. 8 MiB fits the L3 cache with room for the
 #: weights; bands are always at least one output row.
@@ -119,27 +127,37 @@ class _Padder:
         return self.buf
 
 
-def _column_bands(xp, x, kernel, stride, padding, dilation, out_hw):
-    """Yield ``(i, r0, r1, cols)`` for every image ``i`` and band ``[r0, r1)`` of output rows:
-    ``cols`` is the ``(C*kh*kw, (r1 - r0)*Wo)`` im2col matrix of that band (a reused buffer, or
-    the image itself for a 1x1 stride-1 unpadded kernel). Valid until the next iteration."""
-    n, c, h, w = x.shape
-    (kh, kw), (sh, _), (ho, wo) = kernel, stride, out_hw
-    k = c * kh * kw
-    if (kh, kw) == (1, 1) and stride == (1, 1) and padding == (0, 0):
-        for i in range(n):
-            yield i, 0, ho, x[i].reshape(c, h * w)
-        return
-    pad = _Padder(xp, (c, h, w), padding, x.dtype)
-    rows = _band_rows(xp, k, ho, wo, x.dtype.itemsize)
-    buf = xp.empty(k * rows * wo, dtype=x.dtype)
-    for i in range(n):
-        xpad = pad(x[i])
-        for r0, r1 in _bands(ho, rows):
-            cols = buf[: k * (r1 - r0) * wo].reshape(c, kh, kw, r1 - r0, wo)
-            xp.copyto(cols, windows(xp, xpad[:, r0 * sh:], kernel, stride, dilation,
-                                    (r1 - r0, wo)))
-            yield i, r0, r1, cols.reshape(k, (r1 - r0) * wo)
+class _Columns:
+    """The im2col matrices of images ``(C, H, W)``, band by band of output rows, built in
+    buffers that are reused for every band and image (set up once per thread)."""
+
+    def __init__(self, xp, shape, kernel, stride, padding, dilation, out_hw, dtype):
+        c, h, w = shape
+        (kh, kw), (ho, wo) = kernel, out_hw
+        self.xp, self.kernel, self.stride, self.dilation, self.out_hw = (
+            xp, kernel, stride, dilation, out_hw)
+        self.k = c * kh * kw
+        # a 1x1 stride-1 unpadded kernel: the image itself is its im2col matrix
+        self.direct = (kh, kw) == (1, 1) and stride == (1, 1) and padding == (0, 0)
+        if not self.direct:
+            self.pad = _Padder(xp, shape, padding, dtype)
+            self.rows = _band_rows(xp, self.k, ho, wo, dtype.itemsize)
+            self.buf = xp.empty(self.k * self.rows * wo, dtype=dtype)
+
+    def bands(self, img):
+        """Yield ``(r0, r1, cols)`` for every band ``[r0, r1)`` of output rows of ``img``:
+        ``cols`` is its ``(C*kh*kw, (r1 - r0)*Wo)`` im2col matrix, valid until the next one."""
+        ho, wo = self.out_hw
+        if self.direct:
+            yield 0, ho, img.reshape(img.shape[0], -1)
+            return
+        xpad = self.pad(img)
+        for r0, r1 in _bands(ho, self.rows):
+            cols = self.buf[: self.k * (r1 - r0) * wo].reshape(
+                img.shape[0], *self.kernel, r1 - r0, wo)
+            self.xp.copyto(cols, windows(self.xp, xpad[:, r0 * self.stride[0]:], self.kernel,
+                                         self.stride, self.dilation, (r1 - r0, wo)))
+            yield r0, r1, cols.reshape(self.k, (r1 - r0) * wo)
 
 
 def offset_ranges(size, out, kernel, stride, padding, dilation=1):
@@ -209,20 +227,37 @@ def _by_offset(x_shape, out_hw, kernel, stride, padding, dilation):
                          dilation) > BY_OFFSET_PADDING_SHARE
 
 
+#: By offset, the images of a batch go in chunks of at least this many output positions (each
+#: chunk's GEMMs repack the (O, C) weights of every offset: measured on fc6 at batch 8, chunks of
+#: 4 images 3-8% faster than chunks of 2). Only the chunks' size, fixed by the layer's shape,
+#: decides the GEMM shapes, never the thread count (see ``_threads``).
+BY_OFFSET_MIN_COLUMNS = 1024
+
+
+def _chunk_size(by_offset, out_hw):
+    """Images per chunk (``_threads.batch_chunks``): by offset, enough for
+    ``BY_OFFSET_MIN_COLUMNS``, rounded up to a power of two so that the chunks split the usual
+    batch sizes evenly (fc6 on 19x19: 4); im2col works image by image, so one."""
+    if not by_offset:
+        return 1
+    return 1 << (-(-BY_OFFSET_MIN_COLUMNS // (out_hw[0] * out_hw[1])) - 1).bit_length()
+
+
 def _offset_weights(xp, weight):
     """``weight`` (O, C, kh, kw) as (kh, kw, O, C): one (O, C) GEMM operand per offset. Made once
     per call before the batch threads, the strided copy split between them by output channel."""
+    o = weight.shape[0]
     wk = xp.empty((*weight.shape[2:], *weight.shape[:2]), dtype=weight.dtype)
-    over_batch(xp, weight.shape[0], weight.size, lambda lo, hi: xp.copyto(
-        wk[:, :, lo:hi], weight[lo:hi].transpose(2, 3, 0, 1)))
+    over_batch(xp, o, weight.size, lambda lo, hi: xp.copyto(
+        wk[:, :, lo:hi], weight[lo:hi].transpose(2, 3, 0, 1)), size=-(-o // 16))
     return wk
 
 
 def _offset_blocks(xp, x, out_hw, kernel, stride, padding, dilation):
     """Yield ``(u, v, ro, co, xs)`` for every kernel offset ``(u, v)``: ``xs`` is the
     ``(C, N*rows*cols)`` block of input cells that offset meets over the outputs ``[ro, co]``
-    of all images (one GEMM per offset for the whole batch; a reused buffer the size of ``x``,
-    valid until the next iteration)."""
+    of all images of ``x``, a chunk (one GEMM per offset for them all; a reused buffer the size
+    of ``x``, valid until the next iteration)."""
     n, c = x.shape[:2]
     taps = _taps(x.shape[2:], out_hw, kernel, stride, padding, dilation)
     buf = xp.empty(c * n * out_hw[0] * out_hw[1], dtype=x.dtype)
@@ -234,8 +269,8 @@ def _offset_blocks(xp, x, out_hw, kernel, stride, padding, dilation):
 
 
 def correlate(xp, x, weight, stride, padding, dilation, out):
-    """The forward convolution without bias, written into ``out`` (images split across threads
-    on the CPU, see ``_threads``).
+    """The forward convolution without bias, written into ``out`` (the images in chunks, split
+    across threads on the CPU, see ``_threads``).
 
     x: (N, C, H, W); weight: (O, C, kh, kw); out: (N, O, Ho, Wo) C-contiguous.
     im2col: ``out[i][:, band] = W2 @ cols``. By offset (when im2col would be mostly padding):
@@ -247,27 +282,35 @@ def correlate(xp, x, weight, stride, padding, dilation, out):
         return
     by_offset = _by_offset(x.shape, out.shape[2:], weight.shape[2:], stride, padding, dilation)
     wk = _offset_weights(xp, weight) if by_offset else None
-    over_batch(xp, x.shape[0], _macs(weight, out), lambda lo, hi: _correlate(
-        xp, x[lo:hi], weight, stride, padding, dilation, out[lo:hi], wk))
+    over_chunks(xp, x.shape[0], _macs(weight, out), lambda chunks: _correlate(
+        xp, x, weight, stride, padding, dilation, out, chunks, wk),
+        _chunk_size(by_offset, out.shape[2:]))
 
 
 def _macs(weight, out):
     return weight.size * out.shape[0] * out.shape[2] * out.shape[3]
 
 
-def _correlate(xp, x, weight, stride, padding, dilation, out, wk=None):
-    """``correlate`` on a share of the images; ``wk``: ``_offset_weights`` if already made."""
+def _correlate(xp, x, weight, stride, padding, dilation, out, chunks, wk):
+    """The worker of ``correlate`` (see ``_threads.over_chunks``): each chunk ``[lo, hi)`` of
+    ``x`` into ``out[lo:hi]``. ``wk`` (``_offset_weights``) is given exactly when the
+    convolution goes by offset."""
     n, o, ho, wo = out.shape
     kernel = weight.shape[2:]
-    if _by_offset(x.shape, (ho, wo), kernel, stride, padding, dilation):
-        wk = _offset_weights(xp, weight) if wk is None else wk
-        blocks = _offset_blocks(xp, x, (ho, wo), kernel, stride, padding, dilation)
-        _sum_offsets(xp, out, ((ro, co, wk[u, v], xs) for u, v, ro, co, xs in blocks))
+    if wk is not None:
+        for lo, hi in chunks:
+            blocks = _offset_blocks(xp, x[lo:hi], (ho, wo), kernel, stride, padding, dilation)
+            _sum_offsets(xp, out[lo:hi], ((ro, co, wk[u, v], xs) for u, v, ro, co, xs in blocks))
+            yield None
         return
     w2 = weight.reshape(o, -1)  # (O, C*kh*kw); a view where it can be (1x1 flipped: W.T)
     flat = out.reshape(n, o, ho * wo)
-    for i, r0, r1, cols in _column_bands(xp, x, kernel, stride, padding, dilation, (ho, wo)):
-        xp.matmul(w2, cols, out=flat[i, :, r0 * wo: r1 * wo])
+    columns = _Columns(xp, x.shape[1:], kernel, stride, padding, dilation, (ho, wo), x.dtype)
+    for lo, hi in chunks:
+        for i in range(lo, hi):
+            for r0, r1, cols in columns.bands(x[i]):
+                xp.matmul(w2, cols, out=flat[i, :, r0 * wo: r1 * wo])
+        yield None
 
 
 def backward(xp, x, g, weight, stride, padding, dilation, need_input, need_weight):
@@ -284,36 +327,49 @@ def backward(xp, x, g, weight, stride, padding, dilation, need_input, need_weigh
 def weight_grad(xp, x, g, kernel, stride, padding, dilation):
     """``dW`` (O, C, kh, kw) from x (N, C, H, W) and g (N, O, Ho, Wo) C-contiguous:
     ``dW2 = sum_i g[i] @ cols[i].T`` band by band, or by offset
-    ``dW[:, :, u, v] = g[:, :, ro, co] @ xs.T`` (images side by side in both; on the CPU each
-    thread sums its share of the images, then the shares are added)."""
-    parts = over_batch(xp, g.shape[0], x.shape[1] * kernel[0] * kernel[1] * g.size,
-                       lambda lo, hi: _weight_grad(xp, x[lo:hi], g[lo:hi], kernel, stride,
-                                                   padding, dilation))
-    for part in parts[1:]:
-        parts[0] += part
-    return xp.ascontiguousarray(parts[0])
+    ``dW[:, :, u, v] = g[:, :, ro, co] @ xs.T`` (the images of a chunk side by side). Each
+    chunk's sum is formed alone, and the chunks' sums are added in order (``_threads``)."""
+    n, o = g.shape[:2]
+    c = x.shape[1]
+    by_offset = _by_offset(x.shape, g.shape[2:], kernel, stride, padding, dilation)
+    total = sum_over_chunks(
+        xp, n, c * kernel[0] * kernel[1] * g.size, lambda chunks: _weight_grad(
+            xp, x, g, kernel, stride, padding, dilation, chunks, by_offset),
+        _chunk_size(by_offset, g.shape[2:]))
+    if total is None:  # an empty batch
+        return xp.zeros((o, c, *kernel), dtype=g.dtype)
+    return xp.ascontiguousarray(total)
 
 
-def _weight_grad(xp, x, g, kernel, stride, padding, dilation):
+def _weight_grad(xp, x, g, kernel, stride, padding, dilation, chunks, by_offset):
+    """The worker of ``weight_grad``: yields each chunk's share of ``dW``, a fresh array."""
     n, o, ho, wo = g.shape
     c = x.shape[1]
-    if _by_offset(x.shape, (ho, wo), kernel, stride, padding, dilation):
-        gw = xp.zeros((kernel[0], kernel[1], o, c), dtype=g.dtype)  # offsets reaching nothing
-        gbuf = xp.empty(g.size, dtype=g.dtype)
-        for u, v, ro, co, xs in _offset_blocks(xp, x, (ho, wo), kernel, stride, padding,
-                                               dilation):
-            gs = gbuf[: o * xs.shape[1]].reshape(o, n, ro.stop - ro.start, co.stop - co.start)
-            xp.copyto(gs, g[:, :, ro, co].transpose(1, 0, 2, 3))
-            xp.matmul(gs.reshape(o, xs.shape[1]), xs.T, out=gw[u, v])
-        return gw.transpose(2, 3, 0, 1)  # a view: the threads' parts are summed, then copied
-    k = c * kernel[0] * kernel[1]
+    if by_offset:
+        for lo, hi in chunks:
+            gw = xp.zeros((*kernel, o, c), dtype=g.dtype)  # offsets reaching nothing stay 0
+            gbuf = xp.empty(g[lo:hi].size, dtype=g.dtype)
+            for u, v, ro, co, xs in _offset_blocks(xp, x[lo:hi], (ho, wo), kernel, stride,
+                                                   padding, dilation):
+                gs = gbuf[: o * xs.shape[1]].reshape(o, hi - lo, ro.stop - ro.start,
+                                                     co.stop - co.start)
+                xp.copyto(gs, g[lo:hi, :, ro, co].transpose(1, 0, 2, 3))
+                xp.matmul(gs.reshape(o, xs.shape[1]), xs.T, out=gw[u, v])
+            yield gw.transpose(2, 3, 0, 1)  # a view: summed, then copied by weight_grad
+        return
+    columns = _Columns(xp, x.shape[1:], kernel, stride, padding, dilation, (ho, wo), x.dtype)
     gflat = g.reshape(n, o, ho * wo)
-    gw = xp.zeros((o, k), dtype=g.dtype)
-    part = xp.empty((o, k), dtype=g.dtype)
-    for i, r0, r1, cols in _column_bands(xp, x, kernel, stride, padding, dilation, (ho, wo)):
-        xp.matmul(gflat[i, :, r0 * wo: r1 * wo], cols.T, out=part)
-        gw += part
-    return gw.reshape(o, c, *kernel)
+    part = xp.empty((o, columns.k), dtype=g.dtype)
+    for lo, hi in chunks:
+        gw = None
+        for i in range(lo, hi):
+            for r0, r1, cols in columns.bands(x[i]):
+                if gw is None:  # the first band is written, the others added
+                    gw = xp.matmul(gflat[i, :, r0 * wo: r1 * wo], cols.T)
+                else:
+                    xp.matmul(gflat[i, :, r0 * wo: r1 * wo], cols.T, out=part)
+                    gw += part
+        yield gw.reshape(o, c, *kernel)
 
 
 #: The flipped-kernel input gradient builds columns of g (kh*kw*O rows); col2im writes and adds
@@ -323,42 +379,60 @@ FLIP_MAX_CHANNEL_RATIO = 1
 
 
 def input_grad(xp, g, weight, x_shape, stride, padding, dilation):
-    """``dx`` (N, C, H, W) from ``g`` (N, O, Ho, Wo) C-contiguous and ``weight`` (O, C, kh, kw)."""
+    """``dx`` (N, C, H, W) from ``g`` (N, O, Ho, Wo) C-contiguous and ``weight`` (O, C, kh, kw):
+    the adjoint of the forward by offset where that went by offset; else, stride 1 and
+    ``O <= C``, a correlation of ``g`` with the flipped kernel; else col2im."""
+    o, c, kh, kw = weight.shape
+    n = x_shape[0]
+    (ph, pw), (dh, dw) = padding, dilation
     dx = xp.empty(x_shape, dtype=g.dtype)
-    by_offset = _by_offset(x_shape, g.shape[2:], weight.shape[2:], stride, padding, dilation)
-    wk = _offset_weights(xp, weight) if by_offset else None
-    over_batch(xp, g.shape[0], _macs(weight, g), lambda lo, hi: _input_grad(
-        xp, g[lo:hi], weight, stride, padding, dilation, dx[lo:hi], wk))
+    work = _macs(weight, g)
+    if _by_offset(x_shape, g.shape[2:], (kh, kw), stride, padding, dilation):
+        wk = _offset_weights(xp, weight)
+        over_chunks(xp, n, work, lambda chunks: _offset_adjoint(
+            xp, g, wk, stride, padding, dilation, dx, chunks), _chunk_size(True, g.shape[2:]))
+    elif stride == (1, 1) and o <= FLIP_MAX_CHANNEL_RATIO * c:
+        # a correlation of g with the flipped, channel-swapped kernel
+        wflip = weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
+        fpad = (dh * (kh - 1) - ph, dw * (kw - 1) - pw)
+        by_offset = _by_offset(g.shape, x_shape[2:], (kh, kw), (1, 1), fpad, dilation)
+        wk = _offset_weights(xp, wflip) if by_offset else None
+        over_chunks(xp, n, work, lambda chunks: _correlate(
+            xp, g, wflip, (1, 1), fpad, dilation, dx, chunks, wk),
+            _chunk_size(by_offset, x_shape[2:]))
+    else:
+        over_chunks(xp, n, work, lambda chunks: _col2im(xp, g, weight, stride, padding,
+                                                         dilation, dx, chunks))
     return dx
 
 
-def _input_grad(xp, g, weight, stride, padding, dilation, dx, wk):
-    """``input_grad`` on a share of the images; ``wk`` (``_offset_weights``) is given exactly
-    when the forward went by offset, and then so does this, as its adjoint."""
+def _offset_adjoint(xp, g, wk, stride, padding, dilation, dx, chunks):
+    """Worker: the adjoint of the forward by offset, ``dx[:, :, ri, ci] += W[:, :, u, v].T @ gs``
+    for each offset, on each chunk of images."""
+    kernel, (h, w) = wk.shape[:2], dx.shape[2:]
+    taps = _taps((h, w), g.shape[2:], kernel, stride, padding, dilation)
+    for lo, hi in chunks:
+        _sum_offsets(xp, dx[lo:hi], _offset_grad_blocks(xp, g[lo:hi], wk, taps))
+        yield None
+
+
+def _offset_grad_blocks(xp, g, wk, taps):
+    """``_sum_offsets``'s blocks for the adjoint: ``(ri, ci, W[:, :, u, v].T, gs)`` with ``gs``
+    the ``(O, N*rows*cols)`` block of ``g`` at the outputs ``[ro, co]`` of offset ``(u, v)``."""
+    n, o = g.shape[:2]
+    gbuf = xp.empty(g.size, dtype=g.dtype)
+    for u, v, ro, co, ri, ci in taps:
+        block = (o, n, ro.stop - ro.start, co.stop - co.start)
+        gs = gbuf[: o * n * block[2] * block[3]].reshape(block)
+        xp.copyto(gs, g[:, :, ro, co].transpose(1, 0, 2, 3))
+        yield ri, ci, wk[u, v].T, gs.reshape(o, -1)
+
+
+def _col2im(xp, g, weight, stride, padding, dilation, dx, chunks):
+    """Worker: ``dcols = W2.T @ g[i][:, band]``, added back window by window, image by image."""
     o, c, kh, kw = weight.shape
     n, _, h, w = dx.shape
-    (ph, pw), (dh, dw) = padding, dilation
-    if wk is not None:
-        # the adjoint of the forward by offset: dx[:, :, ri, ci] += W[:, :, u, v].T @ gs
-        gbuf = xp.empty(g.size, dtype=g.dtype)
-
-        def blocks():
-            for u, v, ro, co, ri, ci in _taps((h, w), g.shape[2:], (kh, kw), stride, padding,
-                                              dilation):
-                gs = gbuf[: o * n * (ro.stop - ro.start) * (co.stop - co.start)].reshape(
-                    o, n, ro.stop - ro.start, co.stop - co.start)
-                xp.copyto(gs, g[:, :, ro, co].transpose(1, 0, 2, 3))
-                yield ri, ci, wk[u, v].T, gs.reshape(o, -1)
-
-        _sum_offsets(xp, dx, blocks())
-        return dx
-    if stride == (1, 1) and o <= FLIP_MAX_CHANNEL_RATIO * c:
-        # a correlation of g with the flipped, channel-swapped kernel
-        wflip = weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
-        _correlate(xp, g, wflip, (1, 1), (dh * (kh - 1) - ph, dw * (kw - 1) - pw), dilation,
-                   dx)
-        return dx
-    # col2im: dcols = W2.T @ g[i][:, band], added back window by window
+    ph, pw = padding
     ho, wo = g.shape[2:]
     k = c * kh * kw
     w2t = weight.reshape(o, k).T
@@ -366,12 +440,13 @@ def _input_grad(xp, g, weight, stride, padding, dilation, dx, wk):
     dpad = xp.empty((c, h + 2 * ph, w + 2 * pw), dtype=g.dtype)
     rows = _band_rows(xp, k, ho, wo, g.dtype.itemsize)
     buf = xp.empty(k * rows * wo, dtype=g.dtype)
-    for i in range(n):
-        dpad.fill(0)
-        for r0, r1 in _bands(ho, rows):
-            dcols = buf[: k * (r1 - r0) * wo].reshape(k, (r1 - r0) * wo)
-            xp.matmul(w2t, gflat[i, :, r0 * wo: r1 * wo], out=dcols)
-            add_windows(dpad[:, r0 * stride[0]:], dcols.reshape(c, kh, kw, r1 - r0, wo),
-                        stride, dilation)
-        dx[i] = dpad[:, ph: ph + h, pw: pw + w]
-    return dx
+    for lo, hi in chunks:
+        for i in range(lo, hi):
+            dpad.fill(0)
+            for r0, r1 in _bands(ho, rows):
+                dcols = buf[: k * (r1 - r0) * wo].reshape(k, (r1 - r0) * wo)
+                xp.matmul(w2t, gflat[i, :, r0 * wo: r1 * wo], out=dcols)
+                add_windows(dpad[:, r0 * stride[0]:], dcols.reshape(c, kh, kw, r1 - r0, wo),
+                            stride, dilation)
+            dx[i] = dpad[:, ph: ph + h, pw: pw + w]
+        yield None

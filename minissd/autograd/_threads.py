@@ -1,19 +1,50 @@
-"""Batch parallelism on the CPU: the images of a batch split across threads.
+"""Batch parallelism on the CPU: the images of a batch split across threads, in fixed chunks.
 
 NumPy runs its copies and elementwise loops on one core, OpenBLAS its GEMMs on all of them. The
 convolution and pooling kernels do both, so with the default setup one core idles through every
-copy. ``over_batch`` instead gives each thread its own share of the images and holds OpenBLAS to
-one thread meanwhile: the copies and GEMMs of different images run at the same time on different
-cores (NumPy releases the GIL in both), and no core is oversubscribed (OpenBLAS's threads
-busy-wait; two of them sharing a core with other work slow down many times over).
+copy. ``over_batch`` instead cuts the batch into chunks of images, lets each thread take chunks
+in turn, and holds OpenBLAS to one thread meanwhile: the copies and GEMMs of different images run
+at the same time on different cores (NumPy releases the GIL in both), and no core is
+oversubscribed (OpenBLAS's threads busy-wait; two of them sharing a core with other work slow
+down many times over).
 
-    parts = over_batch(xp, n, work, lambda lo, hi: kernel(x[lo:hi], out[lo:hi]))
+**The numbers do not depend on the thread count.** A GEMM's bits depend on its shape and on how
+many threads OpenBLAS gives it (measured on this project's machine, OpenBLAS 0.3.31, Haswell
+kernels: float32 ``A @ B`` on one OpenBLAS thread and on two differ in the last bits of 8-43% of
+the elements for the shapes tried, float64 for some shapes; the first ``n`` columns of ``A @ B``
+and ``A @ B[:, :n]`` differ too), and a floating-point sum's bits depend on its order. So that a
+run gives bitwise the same numbers with ``MINISSD_NUM_THREADS`` 1, 2 or 64 (a training run
+resumed with another thread count continues exactly as it would have):
 
-runs ``kernel`` on contiguous slices ``[lo, hi)`` of the batch and returns their results in
-order. It runs serially, as one call ``(0, n)``, on CuPy, for small work (thread start-up would
-cost more than it saves), inside another ``over_batch`` call, and where NumPy's OpenBLAS cannot
-be found (then the BLAS keeps its own threads). ``MINISSD_NUM_THREADS`` sets the thread count
-(default: the CPUs this process may use); 1 turns batch parallelism off.
+* the chunks depend only on the batch size and the ``size`` a kernel asks for (from the layer's
+  shape: Winograd groups images so that its GEMMs get enough columns), never on the thread count;
+  a chunk is computed the same way whichever thread takes it, and alone: no GEMM spans two chunks;
+* every chunk's GEMMs run on one OpenBLAS thread, also when the chunks run one after the other
+  (one thread, or too little work to pay for threads). A call that is a single chunk (batch 1,
+  small maps with large chunks) runs in the caller's thread with OpenBLAS as it is, on every
+  thread count alike;
+* sums over the batch (weight gradients) are formed per chunk, and the chunk sums are added in
+  chunk order, ``((s0 + s1) + s2) + ...`` (``sum_over_chunks``), as they arrive.
+
+What that costs: where a layer has fewer chunks than there are threads (batch 8: fc6 and the
+19x19 Winograd layers have 2 chunks of 4 images), the other threads wait; a chunk's sum waits
+until those before it are added (a few partial sums alive at a time); and
+``MINISSD_NUM_THREADS=1`` means one core for the kernels' GEMMs too. What it does not cover:
+OpenBLAS's own thread count (``OPENBLAS_NUM_THREADS``, used by single-chunk calls and by GEMMs
+outside these kernels), and another CPU or OpenBLAS build (other kernels).
+
+The interface::
+
+    over_batch(xp, n, work, lambda lo, hi: kernel(x[lo:hi], out[lo:hi]), size)
+
+calls ``kernel`` on each chunk ``[lo, hi)`` of the batch and returns the results in chunk order.
+``over_chunks`` / ``sum_over_chunks`` take a *worker* instead: a generator function that gets an
+iterable of chunks and yields one result per chunk, so that each thread sets up its buffers once
+and reuses them for all the chunks it takes. Everything runs serially, in the caller's thread: for
+small work (thread start-up would cost more than it saves), inside another call, and with one
+thread; on CuPy and where NumPy's OpenBLAS cannot be found (then the BLAS keeps its own threads)
+the whole batch is one chunk. ``MINISSD_NUM_THREADS`` sets the thread count (default: the CPUs
+this process may use); 1 turns batch parallelism off.
 """
 
 from __future__ import annotations
@@ -76,11 +107,11 @@ def blas_controls():
     return get, set_
 
 
-def chunks(n: int, parts: int):
-    """``parts`` contiguous ``(lo, hi)`` ranges covering ``range(n)``, sizes differing by <= 1."""
-    parts = max(1, min(parts, n))
-    bounds = [n * k // parts for k in range(parts + 1)]
-    return list(zip(bounds[:-1], bounds[1:]))
+def batch_chunks(n: int, size: int = 1):
+    """The chunks of a batch of ``n``: ``(lo, hi)`` ranges of ``size`` images in order, the last
+    one shorter where ``size`` does not divide ``n``. They depend on ``n`` and ``size`` only."""
+    size = max(1, size)
+    return [(lo, min(n, lo + size)) for lo in range(0, n, size)]
 
 
 @contextlib.contextmanager
@@ -103,25 +134,119 @@ def one_blas_thread(xp):
         set_(saved)
 
 
-def over_batch(xp, n: int, work: float, fn):
-    """``[fn(lo, hi) for (lo, hi) in chunks]`` over the batch, in threads when it pays."""
-    threads = min(num_threads(), n)
+def over_batch(xp, n: int, work: float, fn, size: int = 1):
+    """``[fn(lo, hi) for (lo, hi) in batch_chunks(n, size)]``, in threads when it pays."""
+    return over_chunks(xp, n, work, each_chunk(fn), size)
+
+
+def each_chunk(fn):
+    """The worker that calls ``fn(lo, hi)`` on each chunk it is given (nothing set up once)."""
+    def worker(chunks):
+        for lo, hi in chunks:
+            yield fn(lo, hi)
+    return worker
+
+
+def over_chunks(xp, n: int, work: float, worker, size: int = 1):
+    """Run ``worker`` over the chunks ``batch_chunks(n, size)`` and return its results in chunk
+    order. ``worker(chunks)`` is a generator function: for each ``(lo, hi)`` it takes from
+    ``chunks`` it does that chunk's work and yields its result, before it takes the next."""
+    results = {}
+    _run(xp, n, work, worker, size, results.__setitem__)
+    return [results[i] for i in range(len(results))]
+
+
+def sum_over_chunks(xp, n: int, work: float, worker, size: int = 1):
+    """The sum of ``worker``'s results (see ``over_chunks``) over the chunks, added in chunk
+    order whatever the thread count. Each result must be a fresh array (it becomes the total or
+    waits for the chunks before it); at most a few wait at a time, as threads take the chunks in
+    order."""
+    total = _OrderedSum()
+    _run(xp, n, work, worker, size, total.add)
+    return total.total
+
+
+class _OrderedSum:
+    """``add(i, part)`` in any order of ``i``; the parts are summed in the order 0, 1, 2, ..."""
+
+    def __init__(self):
+        self.total, self._next, self._waiting = None, 0, {}
+        self._lock = threading.Lock()
+
+    def add(self, index, part):
+        with self._lock:
+            self._waiting[index] = part
+            while self._next in self._waiting:
+                part = self._waiting.pop(self._next)
+                if self.total is None:
+                    self.total = part
+                else:
+                    self.total += part
+                self._next += 1
+
+
+class _Queue:
+    """The chunks of one call, handed out in order to whichever thread asks next."""
+
+    def __init__(self, chunks):
+        self.chunks, self._next, self._lock = chunks, 0, threading.Lock()
+
+    def take(self):
+        with self._lock:
+            index = self._next
+            if index == len(self.chunks):
+                return None
+            self._next += 1
+            return index
+
+
+def _run(xp, n, work, worker, size, sink):
+    """Run ``worker`` over the chunks, calling ``sink(index, result)`` for each chunk."""
     blas = blas_controls() if xp.__name__ == "numpy" else None
-    if (threads < 2 or blas is None or work < MIN_PARALLEL_WORK
-            or getattr(_local, "inside", False)):
-        return [fn(0, n)]
+    if blas is None:  # CuPy (no threads; bigger GEMMs are better there) or another BLAS
+        size = n
+    chunks = batch_chunks(n, size)
+    if len(chunks) <= 1:
+        _drain(worker, _Queue(chunks), sink)
+        return
+    threads = min(num_threads(), len(chunks))
     with one_blas_thread(xp):
+        queue = _Queue(chunks)
+        if threads < 2 or work < MIN_PARALLEL_WORK or getattr(_local, "inside", False):
+            _run_inside(worker, queue, sink)
+            return
         pool = _executor(threads)
-        futures = [pool.submit(_run_inside, fn, lo, hi) for lo, hi in chunks(n, threads)]
-        return [f.result() for f in futures]
+        futures = [pool.submit(_run_inside, worker, queue, sink) for _ in range(threads)]
+        for future in futures:
+            future.result()
 
 
-def _run_inside(fn, lo, hi):
+def _run_inside(worker, queue, sink):
+    saved = getattr(_local, "inside", False)
     _local.inside = True
     try:
-        return fn(lo, hi)
+        _drain(worker, queue, sink)
     finally:
-        _local.inside = False
+        _local.inside = saved
+
+
+def _drain(worker, queue, sink):
+    """One thread's share: ``worker`` over the chunks it takes from ``queue``."""
+    taken = []
+
+    def chunks():
+        while (index := queue.take()) is not None:
+            taken.append(index)
+            yield queue.chunks[index]
+
+    done = 0
+    for result in worker(chunks()):
+        done += 1
+        if done != len(taken):
+            raise RuntimeError("over_chunks: a worker must yield once per chunk it takes")
+        sink(taken[-1], result)
+    if done != len(taken):
+        raise RuntimeError("over_chunks: a worker must yield once per chunk it takes")
 
 
 def _executor(threads):

@@ -20,12 +20,15 @@ Backward is the exact adjoint of those three steps, with ``dM = A dY A^T`` per o
 Images go in groups of at least ``MIN_GEMM_COLUMNS`` tiles (side by side in the GEMM columns;
 large maps one image at a time), and each group in bands of tile rows, so that a band's ``V``
 and ``M`` stay cache-sized (``_band_tile_rows``). The transforms work on whole strided planes
-(row pass, then column pass), never on single tiles.
+(row pass, then column pass), never on single tiles. On the CPU a group is the chunk of images
+that one batch thread takes (``_threads``): the groups, so the GEMMs' shapes, depend on the
+batch size and the layer's shape only, and ``dU`` is summed per group, then over the groups in
+order; so the results do not depend on the thread count.
 """
 
 from __future__ import annotations
 
-from ._threads import one_blas_thread, over_batch
+from ._threads import one_blas_thread, over_batch, over_chunks, sum_over_chunks
 
 # Lavin & Gray's F(2x2, 3x3) matrices (points 0, 1, -1, infinity)
 BT = ((1, 0, -1, 0),
@@ -98,6 +101,11 @@ def _gg(xp, dtype):
     return xp.kron(g, g)
 
 
+#: The weight transforms go in this many chunks of output channels (a fixed number: a GEMM's
+#: bits depend on its shape, and the shapes must not depend on the thread count).
+WEIGHT_CHUNKS = 16
+
+
 def weight_transform(xp, weight):
     """``U = G w G^T`` per (o, c): (O, C, 3, 3) -> (4, 4, O, C), C-contiguous: one GEMM
     ``(G (x) G) @ w.reshape(O*C, 9).T``, split between the batch threads by output channel."""
@@ -106,7 +114,7 @@ def weight_transform(xp, weight):
     u = xp.empty((16, o * c), dtype=weight.dtype)
     with one_blas_thread(xp):  # it comes right before the batch threads (see one_blas_thread)
         over_batch(xp, o, 16 * weight.size, lambda lo, hi: xp.matmul(
-            gg, w9[lo * c: hi * c].T, out=u[:, lo * c: hi * c]))
+            gg, w9[lo * c: hi * c].T, out=u[:, lo * c: hi * c]), size=-(-o // WEIGHT_CHUNKS))
     return u.reshape(4, 4, o, c)
 
 
@@ -121,7 +129,7 @@ def weight_transform_adjoint(xp, du):
         dw[lo:hi] = dw9.reshape(3, 3, hi - lo, c).transpose(2, 3, 0, 1)
 
     with one_blas_thread(xp):
-        over_batch(xp, o, 16 * dw.size, part)
+        over_batch(xp, o, 16 * dw.size, part, size=-(-o // WEIGHT_CHUNKS))
     return dw
 
 
@@ -145,11 +153,16 @@ def _padded(xp, shape, padding, tiles, dtype):
     return buf, buf[:, :, ph: ph + h, pw: pw + w]
 
 
-def _image_groups(n, tiles_per_image):
-    """Images in groups of at least ``MIN_GEMM_COLUMNS`` tiles (one image when it has that many):
+def _group_size(tiles_per_image):
+    """Images per group: at least ``MIN_GEMM_COLUMNS`` tiles (one image when it has that many):
     small maps share their GEMMs, large ones keep the padded copies to one image's size."""
-    size = max(1, -(-MIN_GEMM_COLUMNS // tiles_per_image))
-    return [(i, min(n, i + size)) for i in range(0, n, size)]
+    return max(1, -(-MIN_GEMM_COLUMNS // tiles_per_image))
+
+
+def _groups(lo, hi, size):
+    """The groups of ``size`` images in the chunk ``[lo, hi)`` (on the CPU the chunk is one
+    group; on CuPy the whole batch)."""
+    return [(i, min(hi, i + size)) for i in range(lo, hi, size)]
 
 
 def _input_tiles(xp, xpad, t0, t1, tw, rbuf, v):
@@ -222,92 +235,104 @@ def _bands(th, rows):
 def correlate(xp, x, weight, padding, out):
     """Forward: x (N, C, H, W), weight (O, C, 3, 3) -> out (N, O, Ho, Wo), no bias."""
     u = weight_transform(xp, weight)
-    over_batch(xp, x.shape[0], _macs(weight, out),
-               lambda lo, hi: _correlate(xp, x[lo:hi], u, padding, out[lo:hi]))
+    size = _group_size(_tiles(out.shape[2:])[0] * _tiles(out.shape[2:])[1])
+    over_chunks(xp, x.shape[0], _macs(weight, out),
+                lambda chunks: _correlate(xp, x, u, padding, out, chunks), size)
 
 
 def _macs(weight, out):
     return weight.size * out.shape[0] * out.shape[2] * out.shape[3]
 
 
-def _correlate(xp, x, u, padding, out):
+def _correlate(xp, x, u, padding, out, chunks):
+    """The worker of ``correlate`` (see ``_threads.over_chunks``): each chunk of ``x`` into the
+    same images of ``out``, group by group."""
     n, c = x.shape[:2]
     o = u.shape[2]
     th, tw = _tiles(out.shape[2:])
-    groups = _image_groups(n, th * tw)
-    k = groups[0][1]  # images per group
+    k = min(n, _group_size(th * tw))  # images per group
     xpad, inner = _padded(xp, (k, *x.shape[1:]), padding, (th, tw), x.dtype)
     rows = _band_tile_rows(xp, k, max(c, o), tw, x.dtype.itemsize)
     vbuf, mbuf, scratch = _buffers(xp, k, c, o, tw, min(rows, th), xpad.shape[3], x.dtype)
-    for i0, i1 in groups:
-        m_ = i1 - i0
-        inner[:m_] = x[i0:i1]
-        for t0, t1 in _bands(th, rows):
-            cols = m_ * (t1 - t0) * tw
-            v = vbuf[: 16 * c * cols].reshape(4, 4, c, m_, t1 - t0, tw)
-            m = mbuf[: 16 * o * cols].reshape(4, 4, o, m_, t1 - t0, tw)
-            _input_tiles(xp, xpad[:m_], t0, t1, tw, scratch, v)
-            for i in range(4):
-                for j in range(4):
-                    xp.matmul(u[i, j], v[i, j].reshape(c, cols), out=m[i, j].reshape(o, cols))
-            _output_tiles(xp, m, out[i0:i1], t0, scratch)
+    for lo, hi in chunks:
+        for i0, i1 in _groups(lo, hi, k):
+            m_ = i1 - i0
+            inner[:m_] = x[i0:i1]
+            for t0, t1 in _bands(th, rows):
+                cols = m_ * (t1 - t0) * tw
+                v = vbuf[: 16 * c * cols].reshape(4, 4, c, m_, t1 - t0, tw)
+                m = mbuf[: 16 * o * cols].reshape(4, 4, o, m_, t1 - t0, tw)
+                _input_tiles(xp, xpad[:m_], t0, t1, tw, scratch, v)
+                for i in range(4):
+                    for j in range(4):
+                        xp.matmul(u[i, j], v[i, j].reshape(c, cols),
+                                  out=m[i, j].reshape(o, cols))
+                _output_tiles(xp, m, out[i0:i1], t0, scratch)
+        yield None
 
 
 def backward(xp, x, g, weight, padding, need_input, need_weight):
     """``(dx, dW)`` (each None where not needed) from x (N, C, H, W), g = dL/dout (N, O, Ho, Wo)
-    and weight (O, C, 3, 3); on the CPU each thread takes its share of the images."""
+    and weight (O, C, 3, 3); on the CPU the threads take the groups of images in turn, and the
+    groups' ``dU`` are added in order."""
     u = weight_transform(xp, weight)
     dx = xp.empty(x.shape, dtype=g.dtype) if need_input else None
-    parts = over_batch(xp, x.shape[0], 2 * _macs(weight, g), lambda lo, hi: _backward(
-        xp, x[lo:hi], g[lo:hi], u, padding, None if dx is None else dx[lo:hi], need_weight))
+    th, tw = _tiles(g.shape[2:])
+    run = sum_over_chunks if need_weight else over_chunks
+    du = run(xp, x.shape[0], 2 * _macs(weight, g), lambda chunks: _backward(
+        xp, x, g, u, padding, dx, need_weight, chunks), _group_size(th * tw))
     if not need_weight:
         return dx, None
-    du = parts[0]
-    for part in parts[1:]:
-        du += part
+    if du is None:  # an empty batch
+        du = xp.zeros(u.shape, dtype=g.dtype)
     return dx, weight_transform_adjoint(xp, du)
 
 
-def _backward(xp, x, g, u, padding, dx, need_weight):
+def _backward(xp, x, g, u, padding, dx, need_weight, chunks):
+    """The worker of ``backward``: for each chunk, its images of ``dx`` (if wanted) and its
+    share of ``dU`` (a fresh array; None if not wanted)."""
     n, c, h, w = x.shape
     o, (ho, wo) = u.shape[2], g.shape[2:]
     th, tw = _tiles((ho, wo))
-    groups = _image_groups(n, th * tw)
-    k = groups[0][1]
+    k = min(n, _group_size(th * tw))
     gpad = xp.zeros((k, o, 2 * th, 2 * tw), dtype=g.dtype)  # tiles hanging over: zero gradient
     if need_weight:
         xpad, inner = _padded(xp, (k, c, h, w), padding, (th, tw), x.dtype)
-        du = xp.zeros((4, 4, o, c), dtype=g.dtype)
         part = xp.empty((o, c), dtype=g.dtype)
     if dx is not None:
         dxpad, dinner = _padded(xp, (k, c, h, w), padding, (th, tw), g.dtype)
     rows = _band_tile_rows(xp, k, max(c, o), tw, g.dtype.itemsize)
     vbuf, mbuf, scratch = _buffers(xp, k, c, o, tw, min(rows, th), 2 * tw + 2, g.dtype)
-    for i0, i1 in groups:
-        m_ = i1 - i0
-        gpad[:m_, :, :ho, :wo] = g[i0:i1]
-        if need_weight:
-            inner[:m_] = x[i0:i1]
-        if dx is not None:
-            dxpad.fill(0)
-        for t0, t1 in _bands(th, rows):
-            cols = m_ * (t1 - t0) * tw
-            v = vbuf[: 16 * c * cols].reshape(4, 4, c, m_, t1 - t0, tw)
-            dm = mbuf[: 16 * o * cols].reshape(4, 4, o, m_, t1 - t0, tw)
-            _grad_tiles(xp, gpad[:m_], t0, t1, scratch, dm)
+    for lo, hi in chunks:
+        du = xp.empty((4, 4, o, c), dtype=g.dtype) if need_weight else None
+        first = True  # the chunk's first band writes du, the others add to it
+        for i0, i1 in _groups(lo, hi, k):
+            m_ = i1 - i0
+            gpad[:m_, :, :ho, :wo] = g[i0:i1]
             if need_weight:
-                _input_tiles(xp, xpad[:m_], t0, t1, tw, scratch, v)
-                for i in range(4):
-                    for j in range(4):
-                        xp.matmul(dm[i, j].reshape(o, cols), v[i, j].reshape(c, cols).T,
-                                  out=part)
-                        du[i, j] += part
+                inner[:m_] = x[i0:i1]
             if dx is not None:
-                for i in range(4):
-                    for j in range(4):
-                        xp.matmul(u[i, j].T, dm[i, j].reshape(o, cols),
-                                  out=v[i, j].reshape(c, cols))
-                _add_input_tiles(xp, v, dxpad[:m_], t0, scratch)
-        if dx is not None:
-            dx[i0:i1] = dinner[:m_]
-    return du if need_weight else None
+                dxpad.fill(0)
+            for t0, t1 in _bands(th, rows):
+                cols = m_ * (t1 - t0) * tw
+                v = vbuf[: 16 * c * cols].reshape(4, 4, c, m_, t1 - t0, tw)
+                dm = mbuf[: 16 * o * cols].reshape(4, 4, o, m_, t1 - t0, tw)
+                _grad_tiles(xp, gpad[:m_], t0, t1, scratch, dm)
+                if need_weight:
+                    _input_tiles(xp, xpad[:m_], t0, t1, tw, scratch, v)
+                    for i in range(4):
+                        for j in range(4):
+                            xp.matmul(dm[i, j].reshape(o, cols), v[i, j].reshape(c, cols).T,
+                                      out=du[i, j] if first else part)
+                            if not first:
+                                du[i, j] += part
+                    first = False
+                if dx is not None:
+                    for i in range(4):
+                        for j in range(4):
+                            xp.matmul(u[i, j].T, dm[i, j].reshape(o, cols),
+                                      out=v[i, j].reshape(c, cols))
+                    _add_input_tiles(xp, v, dxpad[:m_], t0, scratch)
+            if dx is not None:
+                dx[i0:i1] = dinner[:m_]
+        yield du
