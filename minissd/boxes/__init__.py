@@ -38,7 +38,8 @@ functions are the plain float64 definitions the kernels are tested against.
 
 Where each part lives (``from minissd import boxes; boxes.iou(...)`` reaches all of them)
 ------------------------------------------------------------------------------------------
-* ``geometry.py``: the formats, ``box_area`` and IoU (``iou_reference``, ``iou``);
+* ``geometry.py``: the formats, ``box_area``, ``box_intersection`` and IoU (``iou_elementwise``,
+  the formula; ``iou_reference``, every pair; ``iou``, the kernels);
 * ``coder.py``: ``encode`` / ``decode``, the SSD box parameterisation;
 * ``matching.py``: ``match``, ground truth to priors as the authors' Caffe code does;
 * ``non_maximum_suppression.py``: ``nms``, ``batched_nms`` and their references;
@@ -46,12 +47,21 @@ Where each part lives (``from minissd import boxes; boxes.iou(...)`` reaches all
 """
 
 from .coder import decode, encode
-from .geometry import box_area, centre_to_corners, corners_to_centre, iou, iou_reference
+from .geometry import (
+    box_area,
+    box_intersection,
+    centre_to_corners,
+    corners_to_centre,
+    iou,
+    iou_elementwise,
+    iou_reference,
+)
 from .matching import MatchResult, match
 from .non_maximum_suppression import batched_nms, batched_nms_reference, nms, nms_reference
 
 __all__ = [
-    "corners_to_centre", "centre_to_corners", "box_area", "iou_reference", "iou",
+    "corners_to_centre", "centre_to_corners", "box_area", "box_intersection", "iou_elementwise",
+    "iou_reference", "iou",
     "encode", "decode", "MatchResult", "match",
     "nms_reference", "batched_nms_reference", "nms", "batched_nms",
 ]

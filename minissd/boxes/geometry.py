@@ -44,26 +44,43 @@ def box_area(boxes):
 # ----------------------------------------------------------------------------------------
 
 
+def box_intersection(a, b) -> np.ndarray:
+    """Area of ``a ∩ b`` for corner boxes ``a (..., 4)`` and ``b (..., 4)``, taken element by
+    element after NumPy broadcasting: float64 ``(...)``, no input checks."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    # The intersection of two boxes is the box between the larger left/top edges and the
+    # smaller right/bottom edges; it is empty when that box has a negative side.
+    width = np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0.0)
+    height = np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0.0)
+    return width * height
+
+
+def iou_elementwise(a, b) -> np.ndarray:
+    """IoU of corner boxes ``a (..., 4)`` and ``b (..., 4)``, element by element after NumPy
+    broadcasting: float64 ``(...)``, 0 where the union is empty; no input checks.
+
+    This is minissd's one IoU formula: ``iou_reference`` (every pair), the NMS references,
+    the crop sampler (``minissd.data.transforms.jaccard``) and the built-in dataset call it,
+    and the Numba and CUDA kernels are tested against it.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    inter = box_intersection(a, b)
+    union = box_area(a) + box_area(b) - inter
+    safe_union = np.where(union > 0, union, 1.0)
+    return np.where(union > 0, inter / safe_union, 0.0)
+
+
 def iou_reference(a, b) -> np.ndarray:
     """IoU (Jaccard overlap) of every pair of corner boxes, in float64, for reading.
 
     a: (N, 4) corners, b: (M, 4) corners -> (N, M) float64 NumPy array with
     ``out[i, j] = |a_i ∩ b_j| / |a_i ∪ b_j|``, 0 where the union is empty.
     """
-    a = _check_boxes(np.asarray(a), "a").astype(np.float64)
-    b = _check_boxes(np.asarray(b), "b").astype(np.float64)
-    area_a = box_area(a)[:, None]  # (N, 1)
-    area_b = box_area(b)[None, :]  # (1, M)
-    # The intersection of two boxes is the box between the larger left/top edges and the
-    # smaller right/bottom edges; it is empty when that box has a negative side.
-    ax1, ay1, ax2, ay2 = (a[:, None, c] for c in range(4))  # each (N, 1)
-    bx1, by1, bx2, by2 = (b[None, :, c] for c in range(4))  # each (1, M)
-    inter_w = np.maximum(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0.0)
-    inter_h = np.maximum(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0.0)
-    inter = inter_w * inter_h
-    union = area_a + area_b - inter
-    safe_union = np.where(union > 0, union, 1.0)
-    return np.where(union > 0, inter / safe_union, 0.0)
+    a = _check_boxes(np.asarray(a), "a")
+    b = _check_boxes(np.asarray(b), "b")
+    return iou_elementwise(a[:, None, :], b[None, :, :])  # (N, 1, 4) with (1, M, 4)
 
 
 def iou(a, b):

@@ -8,34 +8,24 @@ import numpy as np
 from minissd.backend import get_array_module, is_cupy_array
 
 from ._checks import _check_boxes, _check_count, _check_labels, _check_scores, _check_threshold
-
-
-def _pair_iou(a, b) -> float:
-    """IoU of two corner boxes given as Python floats (the formula every NMS uses)."""
-    inter_w = max(min(a[2], b[2]) - max(a[0], b[0]), 0.0)
-    inter_h = max(min(a[3], b[3]) - max(a[1], b[1]), 0.0)
-    inter = inter_w * inter_h
-    area_a = max(a[2] - a[0], 0.0) * max(a[3] - a[1], 0.0)
-    area_b = max(b[2] - b[0], 0.0) * max(b[3] - b[1], 0.0)
-    union = area_a + area_b - inter
-    return inter / union if union > 0.0 else 0.0
+from .geometry import iou_elementwise
 
 
 def nms_reference(boxes, scores, iou_threshold, *, pre_nms_top_k=None, top_k=None) -> np.ndarray:
-    """Greedy NMS in plain Python floats (float64), for reading; see ``nms`` for the contract."""
+    """Greedy NMS in float64, one candidate at a time, for reading; see ``nms`` for the contract."""
     boxes = _check_boxes(np.asarray(boxes), "boxes")
     scores = _check_scores(np.asarray(scores), boxes.shape[0], "scores", np)
     iou_threshold = _check_threshold(iou_threshold)
-    box_list = boxes.astype(np.float64).tolist()
-    score_list = scores.astype(np.float64).tolist()
-    order = sorted(range(len(box_list)), key=lambda i: -score_list[i])  # stable: ties by index
+    boxes = boxes.astype(np.float64)
+    order = np.argsort(-scores.astype(np.float64), kind="stable")  # ties: lower index first
     if pre_nms_top_k is not None:
         order = order[:pre_nms_top_k]
     kept: list[int] = []
-    for i in order:
+    for i in order.tolist():
         if top_k is not None and len(kept) >= top_k:
             break
-        if all(_pair_iou(box_list[k], box_list[i]) <= iou_threshold for k in kept):
+        # suppressed when its IoU with a box already kept is strictly greater than the threshold
+        if not (iou_elementwise(boxes[kept], boxes[i]) > iou_threshold).any():
             kept.append(i)
     return np.asarray(kept, dtype=np.int64)
 

@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from minissd.boxes import box_area, box_intersection, iou_elementwise
+
 __all__ = ["SYNTHETIC_CLASSES", "SyntheticConfig", "make_synthetic_voc", "draw_scene"]
 
 #: Object classes, in label order.
@@ -61,20 +63,6 @@ class SyntheticConfig:
     ring_thickness: tuple[float, float] = (0.15, 0.3)  # of the ring's smaller side
     cross_thickness: tuple[float, float] = (0.25, 0.4)  # of the cross's smaller side
     jpeg_quality: int = 90
-
-
-def _box_iou(a, b) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
-def _covered(box, by) -> float:
-    """Fraction of ``box``'s area inside ``by``."""
-    ix = max(0, min(box[2], by[2]) - max(box[0], by[0]))
-    iy = max(0, min(box[3], by[3]) - max(box[1], by[1]))
-    return ix * iy / ((box[2] - box[0]) * (box[3] - box[1]))
 
 
 def _background(size: int, rng: np.random.Generator, cfg: SyntheticConfig) -> Image.Image:
@@ -154,11 +142,10 @@ def draw_scene(size: int, rng: np.random.Generator, cfg: SyntheticConfig = Synth
             h = int(np.clip(round(side / np.sqrt(aspect)), 4, size))
             x1, y1 = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
             box = (x1, y1, x1 + w, y1 + h)
-            if all(
-                _box_iou(box, other) <= cfg.max_overlap_iou
-                and _covered(other, box) <= cfg.max_occlusion
-                for other in boxes
-            ):
+            placed = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+            covered = box_intersection(placed, box) / box_area(placed)  # of each placed box
+            if ((iou_elementwise(placed, box) <= cfg.max_overlap_iou).all()
+                    and (covered <= cfg.max_occlusion).all()):
                 break
         else:
             continue  # no room left for this object

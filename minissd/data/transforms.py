@@ -74,6 +74,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from minissd.boxes import iou_elementwise
 from minissd.imagenet import VGG_MEAN
 
 __all__ = [
@@ -305,18 +306,10 @@ def expand(
 def jaccard(patch: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """IoU of one corner box (4,) with each of ``boxes`` (K, 4): float64 (K,), no +1.
 
-    The formula of :func:`minissd.boxes.iou_reference` (a test holds them equal) without
-    its input checks: the crop sampler calls this some 200 times per training image.
+    Caffe's ``JaccardOverlap``: :func:`minissd.boxes.iou_elementwise`, the project's one IoU
+    formula, without input checks (the crop sampler calls this some 200 times per image).
     """
-    p = np.asarray(patch, dtype=np.float64).reshape(4)
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    iw = np.clip(np.minimum(p[2], b[:, 2]) - np.maximum(p[0], b[:, 0]), 0.0, None)
-    ih = np.clip(np.minimum(p[3], b[:, 3]) - np.maximum(p[1], b[:, 1]), 0.0, None)
-    inter = iw * ih
-    area_p = max(p[2] - p[0], 0.0) * max(p[3] - p[1], 0.0)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0.0, None) * np.clip(b[:, 3] - b[:, 1], 0.0, None)
-    union = area_p + area_b - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return iou_elementwise(np.reshape(patch, 4), np.reshape(boxes, (-1, 4)))
 
 
 def sample_patch(
