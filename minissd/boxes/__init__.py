@@ -25,7 +25,9 @@ Numerical rules shared by every implementation (NumPy reference, Numba, CUDA)
   implementations make the same decisions.
 * NaN or infinite coordinates (and scores) are rejected with a ``ValueError`` naming the
   argument; wrong shapes get a ``ValueError`` naming the argument and its shape.
-* Encoding (``encode``, ``decode``, ``match``): ``variances`` are 4 finite numbers ``> 0``,
+* Encoding (``encode``, ``decode``, ``match``): ``variances`` are 4 finite numbers ``> 0``
+  (all three take them as the argument ``variances``, by default the paper's
+  ``minissd.priors.SSD_VARIANCES = (0.1, 0.1, 0.2, 0.2)``),
   priors have finite centres and a finite width and height ``> 0``, ``loc`` / ``matched`` have
   shape ``(..., P, 4)`` for ``P`` priors, and ``encode`` needs ground truths with ``x2 > x1``
   and ``y2 > y1`` (the ``log`` of their size). Anything else is a ``ValueError`` naming the

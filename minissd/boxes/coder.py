@@ -5,17 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 from minissd.backend import get_array_module, to_numpy
+from minissd.priors import SSD_VARIANCES
 
 from ._checks import _check_offsets, _check_priors, _check_variances
 from .geometry import centre_to_corners, corners_to_centre
 
 
-def encode(matched, priors, variances):
+def encode(matched, priors, variances=SSD_VARIANCES):
     """Regression targets of matched ground-truth boxes relative to their priors.
 
     matched: (..., P, 4) corners with ``x2 > x1`` and ``y2 > y1``; priors: (P, 4) centre form
-    (width and height > 0); variances: 4 numbers > 0, the paper's (0.1, 0.1, 0.2, 0.2) ->
-    (..., P, 4) offsets::
+    (width and height > 0); variances: 4 numbers > 0, by default the paper's
+    ``SSD_VARIANCES = (0.1, 0.1, 0.2, 0.2)`` -> (..., P, 4) offsets::
 
         t_cx = (g_cx - d_cx) / (v0 * d_w)        t_w = log(g_w / d_w) / v2
         t_cy = (g_cy - d_cy) / (v1 * d_h)        t_h = log(g_h / d_h) / v3
@@ -43,14 +44,15 @@ def _encode(matched, priors, variances, xp):
     return xp.concatenate([t_centre, t_size], axis=-1)
 
 
-def decode(loc, priors, variances, max_log_scale=None):
+def decode(loc, priors, variances=SSD_VARIANCES, max_log_scale=None):
     """Boxes from predicted offsets: the inverse of ``encode``.
 
     loc: (..., P, 4) finite offsets; priors: (P, 4) centre form (width and height > 0);
-    variances: 4 numbers > 0 -> (..., P, 4) corners. ``max_log_scale`` (optional) caps
-    ``v2 * t_w`` and ``v3 * t_h`` before the exponential; torchvision uses ``log(1000 / 16)``
-    so that a wild prediction cannot overflow. None (the paper, Caffe) applies no cap: an
-    offset so large that ``exp`` overflows gives an infinite size, as in Caffe.
+    variances: 4 numbers > 0 (default ``SSD_VARIANCES``, as ``encode``) -> (..., P, 4)
+    corners. ``max_log_scale`` (optional) caps ``v2 * t_w`` and ``v3 * t_h`` before the
+    exponential; torchvision uses ``log(1000 / 16)`` so that a wild prediction cannot overflow.
+    None (the paper, Caffe) applies no cap: an offset so large that ``exp`` overflows gives an
+    infinite size, as in Caffe.
     """
     xp = get_array_module(loc, priors)
     priors = _check_priors(priors, xp)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from minissd.backend import get_array_module
+from minissd.priors import SSD_VARIANCES
 
 from ._checks import (
     _check_boxes,
@@ -25,12 +26,12 @@ class MatchResult(NamedTuple):
     gt_index: object  # (P,) int64: the ground truth each prior matched, -1 for background
 
 
-def match(gt_boxes, gt_labels, priors, iou_threshold=0.5, *, variances):
+def match(gt_boxes, gt_labels, priors, iou_threshold=0.5, variances=SSD_VARIANCES):
     """Assign ground-truth boxes to priors as the authors' Caffe ``MatchBBox`` does.
 
     gt_boxes: (G, 4) normalised corners; gt_labels: (G,) ints, 0-based object classes;
     priors: (P, 4) normalised centre form (width and height > 0); variances: 4 numbers > 0
-    for ``encode``.
+    for ``encode`` (default ``SSD_VARIANCES``, the paper's, as ``encode`` and ``decode``).
     Returns ``MatchResult(loc (P, 4) in the priors' dtype, labels (P,) int64,
     gt_index (P,) int64)``.
 

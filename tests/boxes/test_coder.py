@@ -148,3 +148,25 @@ def test_encode_decode_accept_variances_as_any_sequence_and_integer_inputs():
     for v in ([0.1, 0.1, 0.2, 0.2], np.array(VARIANCES), np.array(VARIANCES, np.float32)):
         np.testing.assert_allclose(B.encode(GT, PRIORS, v), B.encode(GT, PRIORS, VARIANCES))
     assert B.decode(np.zeros((2, 4), np.int64), PRIORS, VARIANCES).dtype == np.float64
+
+
+def test_encode_decode_match_take_the_variances_alike_with_the_papers_default():
+    from minissd.priors import SSD_VARIANCES
+
+    priors = np.array([[0.5, 0.5, 0.2, 0.4], [0.3, 0.3, 0.4, 0.4]])
+    gt = np.array([[0.42, 0.3, 0.62, 0.7]])
+    other = (0.1, 0.2, 0.3, 0.4)
+    assert SSD_VARIANCES == VARIANCES
+    # default = the paper's; by keyword = by position (encode, decode) for any variances
+    t = B.encode(gt[[0, 0]], priors)
+    np.testing.assert_array_equal(t, B.encode(gt[[0, 0]], priors, SSD_VARIANCES))
+    np.testing.assert_array_equal(B.encode(gt[[0, 0]], priors, variances=other),
+                                  B.encode(gt[[0, 0]], priors, other))
+    np.testing.assert_array_equal(B.decode(t, priors), B.decode(t, priors, SSD_VARIANCES))
+    np.testing.assert_array_equal(B.decode(t, priors, variances=other),
+                                  B.decode(t, priors, other))
+    # match: the same keyword and default (positional after iou_threshold works too)
+    m = B.match(gt, [0], priors)
+    np.testing.assert_array_equal(m.loc, B.match(gt, [0], priors, 0.5, SSD_VARIANCES).loc)
+    np.testing.assert_array_equal(B.match(gt, [0], priors, variances=other).loc[0],
+                                  B.encode(gt, priors[:1], variances=other)[0])
