@@ -166,9 +166,11 @@ def test_work_really_splits_across_threads():
     if _threads.blas_controls() is None:
         pytest.skip("NumPy's BLAS is not OpenBLAS: batch parallelism stays off")
     seen = []
+    both = threading.Barrier(2, timeout=30)  # the first two chunks must run at the same time
 
     def kernel(lo, hi):
-        time.sleep(0.01)  # so that one thread cannot take every chunk
+        if lo < 4:
+            both.wait()
         seen.append((lo, hi, threading.current_thread().name))
         return hi - lo
 
@@ -178,9 +180,10 @@ def test_work_really_splits_across_threads():
     assert all(name.startswith("minissd-batch") for _, _, name in seen)
     assert len({name for _, _, name in seen}) == 2
     seen.clear()  # small work: serially, in this thread, in the same chunks
-    assert _threads.over_batch(np, 5, 1.0, kernel, size=2) == [2, 2, 1]
-    assert [s[:2] for s in seen] == [(0, 2), (2, 4), (4, 5)]
-    assert {name for _, _, name in seen} == {threading.current_thread().name}
+    assert _threads.over_batch(np, 5, 1.0, lambda lo, hi: seen.append(
+        (lo, hi, threading.current_thread().name)) or hi - lo, size=2) == [2, 2, 1]
+    assert seen == [(0, 2, threading.current_thread().name), (2, 4, seen[0][2]),
+                    (4, 5, seen[0][2])]
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 4])
