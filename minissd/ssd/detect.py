@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend import to_numpy
-from ..boxes import decode, nms
+from ..boxes import batched_nms, decode
 from ..priors import SSD_VARIANCES
 from .model import DetectConfig
 
@@ -53,27 +53,19 @@ def detect_image(loc, conf, priors, config: DetectConfig, variances=SSD_VARIANCE
         boxes = np.clip(boxes, 0.0, 1.0)
     h, w = image_size
     boxes = boxes * np.array([w, h, w, h], dtype=np.float64)
-    out_boxes, out_labels, out_scores = [], [], []
-    for c in range(1, scores.shape[1]):
-        candidates = np.flatnonzero(scores[:, c] > config.score_threshold)
-        if candidates.size == 0:
-            continue
-        # Caffe's top_k: only the class's pre_nms_top_k best candidates enter the suppression
-        # (ssd.pytorch's nms cuts its top_k the same way, before suppressing).
-        keep = candidates[nms(boxes[candidates], scores[candidates, c], config.nms_threshold,
-                              pre_nms_top_k=config.pre_nms_top_k)]
-        out_boxes.append(boxes[keep])
-        out_scores.append(scores[keep, c])
-        out_labels.append(np.full(len(keep), c - 1, dtype=np.int64))
-    if not out_scores:
-        return Detections(np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0))
-    boxes, labels = np.concatenate(out_boxes), np.concatenate(out_labels)
-    scores = np.concatenate(out_scores)
-    # Caffe's keep_top_k: the image's best detections over all classes. ssd.pytorch's final
-    # per-image top-k does nothing (#168: its `fill_(0)` writes into the copy that boolean-mask
-    # indexing makes), so it returns up to (classes - 1) * top_k detections per image.
-    order = np.argsort(-scores, kind="stable")[:config.keep_top_k]
-    return Detections(boxes[order], labels[order], scores[order])
+    # The candidates: every (object class, default box) pair scoring above the threshold,
+    # listed class by class and box by box within a class. batched_nms suppresses within each
+    # class, cuts each class to its pre_nms_top_k best before suppressing (Caffe's top_k;
+    # ssd.pytorch's nms cuts its top_k the same way) and returns the image's keep_top_k best
+    # over all classes (Caffe's keep_top_k; ssd.pytorch's final per-image top-k does nothing,
+    # #168: its `fill_(0)` writes into the copy that boolean-mask indexing makes). Equal scores
+    # keep the candidates' order: the lower class first, then the lower box index.
+    class_scores = scores[:, 1:].T  # (C - 1, P): class 0, the background, is never reported
+    labels, prior = np.nonzero(class_scores > config.score_threshold)  # class-major order
+    candidate_scores = class_scores[labels, prior]
+    keep = batched_nms(boxes[prior], candidate_scores, labels, config.nms_threshold,
+                       pre_nms_top_k=config.pre_nms_top_k, top_k=config.keep_top_k)
+    return Detections(boxes[prior[keep]], labels[keep].astype(np.int64), candidate_scores[keep])
 
 
 def detect(loc, conf, priors, config: DetectConfig, variances=SSD_VARIANCES,

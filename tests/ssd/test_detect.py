@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from minissd.boxes import corners_to_centre, encode, iou_reference
-from minissd.ssd.detect import detect, detect_image
+from minissd.boxes import corners_to_centre, decode, encode, iou_reference, nms
+from minissd.ssd.detect import Detections, _softmax, detect, detect_image
 from minissd.ssd.model import DetectConfig
 
 VAR = (0.1, 0.1, 0.2, 0.2)
@@ -99,3 +101,67 @@ def test_bad_offsets_and_variances_name_the_argument():
         detect_image(loc, conf, priors, DetectConfig(), (0.1, 0.1, 0.2))
     with pytest.raises(ValueError, match=r"loc must have shape \(\.\.\., P, 4\) with P = 50"):
         detect_image(loc[:, :3], conf, priors, DetectConfig(), VAR)
+
+
+def detect_image_by_class_loop(loc, conf, priors, config, variances=VAR, image_size=(1.0, 1.0),
+                               clip=True):
+    """``detect_image`` as it was before it went through ``boxes.batched_nms``: one ``nms`` per
+    class, then the image's ``keep_top_k`` best by a stable sort (the reference it must equal)."""
+    scores = _softmax(conf.astype(np.float64))
+    boxes = decode(loc.astype(np.float64), priors.astype(np.float64), variances)
+    if clip:
+        boxes = np.clip(boxes, 0.0, 1.0)
+    h, w = image_size
+    boxes = boxes * np.array([w, h, w, h], dtype=np.float64)
+    out_boxes, out_labels, out_scores = [], [], []
+    for c in range(1, scores.shape[1]):
+        candidates = np.flatnonzero(scores[:, c] > config.score_threshold)
+        if candidates.size == 0:
+            continue
+        keep = candidates[nms(boxes[candidates], scores[candidates, c], config.nms_threshold,
+                              pre_nms_top_k=config.pre_nms_top_k)]
+        out_boxes.append(boxes[keep])
+        out_scores.append(scores[keep, c])
+        out_labels.append(np.full(len(keep), c - 1, dtype=np.int64))
+    if not out_scores:
+        return Detections(np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0))
+    boxes, labels = np.concatenate(out_boxes), np.concatenate(out_labels)
+    scores = np.concatenate(out_scores)
+    order = np.argsort(-scores, kind="stable")[:config.keep_top_k]
+    return Detections(boxes[order], labels[order], scores[order])
+
+
+@st.composite
+def detection_problems(draw):
+    """Few priors on a coarse grid (duplicates, nesting, touching), offsets from a small set and
+    logits from a few integers: equal scores within a class, across classes and across boxes."""
+    p = draw(st.integers(1, 24))
+    c = draw(st.integers(2, 5))
+    grid = st.integers(0, 4)
+    centres = np.array(draw(st.lists(st.tuples(grid, grid), min_size=p, max_size=p))) / 4
+    sizes = np.array(draw(st.lists(st.tuples(st.integers(1, 4), st.integers(1, 4)),
+                                   min_size=p, max_size=p))) / 4
+    priors = np.concatenate([centres, sizes], axis=1)
+    loc = np.array(draw(st.lists(st.sampled_from([-1.0, 0.0, 0.0, 0.5, 2.0]),
+                                 min_size=4 * p, max_size=4 * p))).reshape(p, 4)
+    conf = np.array(draw(st.lists(st.integers(-2, 2), min_size=p * c, max_size=p * c)),
+                    dtype=np.float64).reshape(p, c)
+    config = DetectConfig(score_threshold=draw(st.sampled_from([0.0, 0.01, 0.2, 0.4])),
+                          pre_nms_top_k=draw(st.sampled_from([1, 2, 5, 400])),
+                          nms_threshold=draw(st.sampled_from([0.0, 0.3, 0.45, 1.0])),
+                          keep_top_k=draw(st.sampled_from([1, 3, 7, 200])))
+    image_size = draw(st.sampled_from([(1.0, 1.0), (300, 500)]))
+    return loc, conf, priors, config, image_size, draw(st.booleans())
+
+
+@given(detection_problems())
+def test_detect_through_batched_nms_equals_the_per_class_loop(problem):
+    """Same detections, in the same order, as the per-class loop: the 0.01-style score threshold,
+    the per-class pre-NMS top-k, the per-image keep_top_k and every tie-break."""
+    loc, conf, priors, config, image_size, clip = problem
+    got = detect_image(loc, conf, priors, config, VAR, image_size, clip)
+    want = detect_image_by_class_loop(loc, conf, priors, config, VAR, image_size, clip)
+    for field in ("boxes", "labels", "scores"):
+        np.testing.assert_array_equal(getattr(got, field), getattr(want, field), err_msg=field)
+        assert getattr(got, field).dtype == getattr(want, field).dtype, field
+    assert got.boxes.shape == want.boxes.shape
