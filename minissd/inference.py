@@ -18,7 +18,8 @@ from .ssd.detect import Detections, detect
 def predict(model, images, batch_size=8, detect_config=None, progress=False):
     """Detections for a list of ``uint8 (H, W, 3)`` RGB images (any sizes), in their pixels.
 
-    Returns a list of ``Detections`` (boxes ``(D, 4)`` corners, 0-based labels, scores).
+    Returns a list of ``Detections`` (boxes ``(D, 4)`` corners, 0-based labels, scores). The
+    model runs in eval mode and is left in the mode it came in (training or eval).
     """
     from .data.transforms import SSDTransformEval
 
@@ -26,6 +27,7 @@ def predict(model, images, batch_size=8, detect_config=None, progress=False):
     xp = get_array_module(model.parameters()[0].data)
     cfg = detect_config or model.config.detect
     priors = model.priors()
+    modes = [(m, m.training) for _, m in model.named_modules()]  # the caller's, module by module
     model.eval()
     out: list[Detections] = []
     starts = range(0, len(images), batch_size)
@@ -33,15 +35,18 @@ def predict(model, images, batch_size=8, detect_config=None, progress=False):
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc="detect", unit="batch")
-    for start in starts:
-        chunk = images[start:start + batch_size]
-        batch = np.stack([transform(im, np.zeros((0, 4)), np.zeros(0, np.int64))[0]
-                          for im in chunk])
-        with no_grad():
-            loc, conf = model(Tensor(xp.asarray(batch)))
-        sizes = [im.shape[:2] for im in chunk]
-        out += detect(loc, conf, priors, cfg, model.config.priors.variances, sizes)
-    model.train()
+    try:
+        for start in starts:
+            chunk = images[start:start + batch_size]
+            batch = np.stack([transform(im, np.zeros((0, 4)), np.zeros(0, np.int64))[0]
+                              for im in chunk])
+            with no_grad():
+                loc, conf = model(Tensor(xp.asarray(batch)))
+            sizes = [im.shape[:2] for im in chunk]
+            out += detect(loc, conf, priors, cfg, model.config.priors.variances, sizes)
+    finally:
+        for m, training in modes:
+            m.training = training
     return out
 
 
