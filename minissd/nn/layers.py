@@ -15,12 +15,13 @@ class Conv2d(Module):
     ``(C_out,)``.
 
     Weights are drawn by ``weight_init`` (a name in ``init.INITIALISERS``) from ``rng``, a
-    ``numpy.random.Generator`` that the caller passes (one generator threaded through a whole
-    model, so that the same seed gives the same model); biases start at zero.
+    ``numpy.random.Generator`` (the SSD model threads one through all its layers, so that the
+    same seed gives the same model); without one, from ``init.default_generator()``, seeded with
+    ``init.DEFAULT_SEED = 0`` at import and restarted by ``init.seed(s)``. Biases start at zero.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 bias=True, *, rng: np.random.Generator, weight_init="xavier_uniform",
+                 bias=True, *, rng: np.random.Generator | None = None, weight_init="xavier_uniform",
                  dtype=np.float32):
         super().__init__()
         k = F._pair(kernel_size, "kernel_size", "Conv2d")
@@ -69,7 +70,7 @@ class L2Norm(Module):
 
     def __init__(self, channels, scale=20.0, eps=1e-10, dtype=np.float32):
         super().__init__()
-        self.weight = Parameter(init.constant((channels,), scale, dtype=dtype))
+        self.weight = Parameter(init.constant((channels,), value=scale, dtype=dtype))
         self.eps = eps
 
     def forward(self, x):
@@ -90,7 +91,7 @@ class BatchNorm2d(Module):
 
     def __init__(self, channels, eps=1e-5, momentum=0.1, dtype=np.float32):
         super().__init__()
-        self.weight = Parameter(init.constant((channels,), 1.0, dtype=dtype))
+        self.weight = Parameter(init.constant((channels,), value=1.0, dtype=dtype))
         self.bias = Parameter(init.zeros((channels,), dtype=dtype))
         self.register_buffer("running_mean", np.zeros(channels, dtype=dtype))
         self.register_buffer("running_var", np.ones(channels, dtype=dtype))

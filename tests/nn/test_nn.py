@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from minissd import autograd as ag
 from minissd import nn
 from minissd.autograd import Tensor, gradcheck
-from minissd.optim import SGD, MultiStepLR
+from minissd.optim import SGD
 
 
 def small_net(rng, dtype=np.float32):
@@ -91,53 +91,6 @@ def test_train_eval_flags_reach_children():
     assert all(m.training for _, m in net.named_modules())
 
 
-# ------------------------------------------------------------------ optimiser
-
-def test_sgd_matches_the_momentum_formula():
-    p = nn.Parameter(np.array([1.0, -2.0], np.float64))
-    opt = SGD([("w", p)], lr=0.1, momentum=0.9, weight_decay=0.01)
-    v = np.zeros(2)
-    w = p.data.copy()
-    for step in range(3):
-        p.grad = np.array([0.5, 0.25]) * (step + 1)
-        opt.step()
-        v = 0.9 * v + (p.grad + 0.01 * w)
-        w = w - 0.1 * v
-        np.testing.assert_allclose(p.data, w, rtol=1e-12)
-
-
-def test_sgd_can_exempt_biases_from_decay():
-    w, b = nn.Parameter(np.ones((2, 2))), nn.Parameter(np.ones(2))
-    opt = SGD([("conv.weight", w), ("conv.bias", b)], lr=1.0, weight_decay=0.5,
-              decay_biases=False)
-    w.grad, b.grad = np.zeros((2, 2)), np.zeros(2)
-    opt.step()
-    np.testing.assert_allclose(w.data, 0.5)
-    np.testing.assert_allclose(b.data, 1.0)
-
-
-def test_sgd_state_roundtrip():
-    p = nn.Parameter(np.ones(3))
-    opt = SGD([("w", p)], lr=0.1, momentum=0.9)
-    p.grad = np.ones(3)
-    opt.step()
-    opt2 = SGD([("w", p)], lr=0.5, momentum=0.9)
-    opt2.load_state_dict(opt.state_dict())
-    assert opt2.lr == 0.1
-    np.testing.assert_array_equal(opt2.velocity[0], opt.velocity[0])
-
-
-def test_multistep_schedule_with_warmup():
-    sched = MultiStepLR(1e-3, milestones=(80_000, 100_000), gamma=0.1, warmup_iters=100,
-                        warmup_factor=0.1)
-    assert sched(0) == pytest.approx(1e-4)
-    assert sched(50) == pytest.approx(1e-3 * (0.1 * 0.5 + 0.5))
-    assert sched(100) == pytest.approx(1e-3)
-    assert sched(79_999) == pytest.approx(1e-3)
-    assert sched(80_000) == pytest.approx(1e-4)
-    assert sched(100_000) == pytest.approx(1e-5)
-
-
 # ------------------------------------------------------------------ learning
 
 def test_tiny_conv_net_learns_a_toy_task():
@@ -169,43 +122,6 @@ def test_tiny_conv_net_learns_a_toy_task():
     assert (logits.data.argmax(1) == labels).mean() == 1.0
 
 
-def test_adam_matches_torch():
-    torch = pytest.importorskip("torch", reason="PyTorch is the oracle for Adam")
-    from minissd.optim import Adam
-
-    rng = np.random.default_rng(0)
-    w0 = rng.standard_normal((3, 4))
-    p = nn.Parameter(w0.copy())
-    opt = Adam([("w", p)], lr=0.01, weight_decay=0.1)
-    tp = torch.nn.Parameter(torch.tensor(w0))
-    topt = torch.optim.Adam([tp], lr=0.01, weight_decay=0.1)
-    for _ in range(5):
-        g = rng.standard_normal((3, 4))
-        p.grad = g.copy()
-        opt.step()
-        tp.grad = torch.tensor(g)
-        topt.step()
-        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-12, atol=1e-14)
-
-
-def test_adam_state_roundtrip_continues_identically():
-    from minissd.optim import Adam
-
-    def run(split):
-        p = nn.Parameter(np.ones(3))
-        opt = Adam([("w", p)], lr=0.1)
-        for step in range(4):
-            if step == split:
-                state = opt.state_dict()
-                opt = Adam([("w", p)], lr=0.5)
-                opt.load_state_dict(state)
-            p.grad = np.array([1.0, -2.0, 0.5]) * (step + 1)
-            opt.step()
-        return p.data
-
-    np.testing.assert_array_equal(run(split=2), run(split=99))
-
-
 @given(n=st.integers(2, 3), c=st.integers(1, 3), h=st.integers(1, 3), seed=st.integers(0, 99))
 def test_batch_norm_gradcheck(n, c, h, seed):
     rng = np.random.default_rng(seed)
@@ -234,3 +150,42 @@ def test_batch_norm_layer_matches_torch_in_train_and_eval():
     fresh = nn.BatchNorm2d(3, dtype=np.float64)
     fresh.load_state_dict(state)
     np.testing.assert_array_equal(fresh.state_dict()["running_var"], state["running_var"])
+
+
+# ------------------------------------------------------------------ initialisers
+
+
+def test_layers_without_a_generator_draw_from_the_seeded_default():
+    init = nn.init
+    init.seed(5)
+    a1, a2 = nn.Conv2d(3, 64, 3, padding=1), nn.Conv2d(3, 64, 3, padding=1)
+    init.seed(5)
+    b1 = nn.Conv2d(3, 64, 3, padding=1)
+    assert init.default_generator() is not None
+    np.testing.assert_array_equal(a1.weight.data, b1.weight.data)  # same seed, same weights
+    assert not np.array_equal(a1.weight.data, a2.weight.data)  # but layers differ
+    explicit = nn.Conv2d(3, 64, 3, padding=1, rng=np.random.default_rng(5))
+    np.testing.assert_array_equal(a1.weight.data, explicit.weight.data)
+    init.seed()
+    np.testing.assert_array_equal(nn.Conv2d(1, 2, 3).weight.data,
+                                  nn.Conv2d(1, 2, 3, rng=np.random.default_rng(0)).weight.data)
+    assert init.DEFAULT_SEED == 0
+
+
+@pytest.mark.parametrize("name, options", [("xavier_uniform", {}), ("kaiming_normal", {}),
+                                           ("zeros", {}), ("constant", {"value": 2.5})])
+def test_initialisers_share_one_signature(name, options):
+    import inspect
+
+    fn = getattr(nn.init, name)
+    params = list(inspect.signature(fn).parameters.values())
+    assert [p.name for p in params[:2]] == ["shape", "rng"] and params[1].default is None
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[2:])
+    assert inspect.signature(fn).parameters["dtype"].default is np.float32
+    shape = (4, 3, 2, 2)
+    for rng in (None, np.random.default_rng(0)):
+        for out in (fn(shape, rng, dtype=np.float64, **options), fn(shape, rng=rng, **options)):
+            assert out.shape == shape and out.dtype in (np.float64, np.float32)
+    assert fn(shape, **options).dtype == np.float32
+    if name == "constant":
+        assert (fn(shape, value=2.5) == 2.5).all()
