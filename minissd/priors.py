@@ -117,11 +117,21 @@ class PriorConfig:
         return [2 + 2 * len(r) for r in self.aspect_ratios]
 
     @property
+    def map_sizes(self) -> list[tuple[int, int]]:
+        """``(f_h, f_w)`` of each source map, in cells."""
+        return [_pair(f, "feature_maps") for f in self.feature_maps]
+
+    @property
+    def priors_per_map(self) -> list[int]:
+        """Default boxes on each source map: ``f_h * f_w`` cells times ``boxes_per_location``.
+        ``make_priors`` lists them map by map, so map ``k``'s start at
+        ``sum(priors_per_map[:k])``."""
+        return [int(f_h * f_w) * b for (f_h, f_w), b in zip(self.map_sizes,
+                                                             self.boxes_per_location)]
+
+    @property
     def num_priors(self) -> int:
-        return sum(
-            int(np.prod(_pair(f, "feature_maps"))) * b
-            for f, b in zip(self.feature_maps, self.boxes_per_location)
-        )
+        return sum(self.priors_per_map)
 
     def box_sizes(self, k: int) -> np.ndarray:
         """(B, 2) normalised ``(w, h)`` of the boxes of map k, in the order of one cell."""
@@ -147,8 +157,7 @@ def make_priors(config: PriorConfig, dtype=np.float32, xp=np):
     """
     height, width = config.image_hw
     per_map = []
-    for k, feature_map in enumerate(config.feature_maps):
-        f_h, f_w = _pair(feature_map, "feature_maps")
+    for k, (f_h, f_w) in enumerate(config.map_sizes):
         if config.steps is None:
             step_h, step_w = height / f_h, width / f_w
         else:
@@ -278,39 +287,3 @@ SMALL = small_priors(128)
 
 PRESETS = {"SSD300": SSD300, "SSD512": SSD512, "TORCHVISION_SSD300": TORCHVISION_SSD300,
            "SMALL": SMALL}
-
-
-def draw_priors(config: PriorConfig, map_index: int, cells=None, image=None, ax=None):
-    """Draw the default boxes of one source map with matplotlib (for teaching).
-
-    cells: list of ``(i, j)`` cells whose boxes to draw (default: the centre cell);
-    image: optional (H, W[, 3]) array shown underneath, in the config's pixel size.
-    Returns the matplotlib Axes.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    height, width = config.image_hw
-    f_h, f_w = _pair(config.feature_maps[map_index], "feature_maps")
-    cells = cells if cells is not None else [(f_h // 2, f_w // 2)]
-    if ax is None:
-        _, ax = plt.subplots()
-    if image is not None:
-        ax.imshow(image, extent=(0, width, height, 0))
-    priors = make_priors(config, dtype=np.float64)
-    first = sum(
-        int(np.prod(_pair(f, "feature_maps"))) * b
-        for f, b in zip(config.feature_maps[:map_index], config.boxes_per_location)
-    )
-    per_cell = config.boxes_per_location[map_index]
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, j in cells:
-        start = first + (i * f_w + j) * per_cell
-        for b, (cx, cy, w, h) in enumerate(priors[start:start + per_cell]):
-            ax.add_patch(Rectangle(((cx - w / 2) * width, (cy - h / 2) * height), w * width,
-                                   h * height, fill=False, color=colours[b % len(colours)]))
-    ax.set_xlim(0, width)
-    ax.set_ylim(height, 0)
-    ax.set_aspect("equal")
-    ax.set_title(f"map {map_index}: {f_h}x{f_w} cells, {per_cell} boxes per cell")
-    return ax

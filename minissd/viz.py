@@ -1,8 +1,10 @@
-"""Pictures people look at: boxes on images, loss curves.
+"""Pictures people look at: boxes on images, loss curves, default boxes.
 
 Figures are drawn on their own Agg canvas (``matplotlib.figure.Figure``), never through pyplot,
 so they work without a screen and leave the caller's pyplot backend alone (a notebook keeps its
-inline figures). Every function saves a PNG and returns its path (or returns the figure).
+inline figures). Every function saves a PNG and returns its path (or returns the figure), except
+``draw_priors``, which draws into a matplotlib Axes for the chapters (a notebook's, or a new
+pyplot figure) and returns it.
 """
 
 from __future__ import annotations
@@ -143,3 +145,39 @@ def plot_loss_curves(iterations, series: dict, path, title="training loss", smoo
     ax.legend()
     fig.tight_layout()
     return _save(fig, path)
+
+
+def draw_priors(config, map_index: int, cells=None, image=None, ax=None):
+    """Draw the default boxes of one source map of a ``minissd.priors.PriorConfig`` (for
+    teaching).
+
+    cells: list of ``(i, j)`` cells whose boxes to draw (default: the centre cell);
+    image: optional (H, W[, 3]) array shown underneath, in the config's pixel size;
+    ax: the Axes to draw into (default: a new pyplot figure). Returns the Axes.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from .priors import make_priors
+
+    height, width = config.image_hw
+    f_h, f_w = config.map_sizes[map_index]
+    cells = cells if cells is not None else [(f_h // 2, f_w // 2)]
+    if ax is None:
+        _, ax = plt.subplots()
+    if image is not None:
+        ax.imshow(image, extent=(0, width, height, 0))
+    priors = make_priors(config, dtype=np.float64)
+    first = sum(config.priors_per_map[:map_index])  # the map's first box in make_priors' list
+    per_cell = config.boxes_per_location[map_index]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, j in cells:
+        start = first + (i * f_w + j) * per_cell
+        for b, (cx, cy, w, h) in enumerate(priors[start:start + per_cell]):
+            ax.add_patch(Rectangle(((cx - w / 2) * width, (cy - h / 2) * height), w * width,
+                                   h * height, fill=False, color=colours[b % len(colours)]))
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
+    ax.set_aspect("equal")
+    ax.set_title(f"map {map_index}: {f_h}x{f_w} cells, {per_cell} boxes per cell")
+    return ax

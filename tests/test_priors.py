@@ -173,14 +173,13 @@ def test_torchvision_generator_on_a_non_square_image():
     np.testing.assert_allclose(P.make_priors(config), theirs, rtol=0, atol=1.2e-7)
 
 
-def test_draw_priors_runs():
-    matplotlib = pytest.importorskip("matplotlib")
-    matplotlib.use("Agg")
-    ax = P.draw_priors(P.SSD300, 1, cells=[(0, 0), (9, 9)])
-    assert len(ax.patches) == 2 * 6
-    import matplotlib.pyplot as plt
-
-    plt.close(ax.figure)
+def test_map_sizes_and_priors_per_map():
+    assert P.SSD300.map_sizes[:2] == [(38, 38), (19, 19)]
+    assert P.SSD300.priors_per_map == [5776, 2166, 600, 150, 36, 4]
+    assert sum(P.SSD300.priors_per_map) == P.SSD300.num_priors == 8732
+    config = P.PriorConfig(image_size=(30, 50), feature_maps=((3, 5), 1), min_sizes=(10, 20),
+                           max_sizes=(20, 30), aspect_ratios=((2,), ()))
+    assert config.map_sizes == [(3, 5), (1, 1)] and config.priors_per_map == [60, 2]
 
 
 @pytest.mark.parametrize("size, maps", [(128, (32, 16, 8, 4, 2, 1)), (192, (48, 24, 12, 6, 3, 2)),

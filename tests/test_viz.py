@@ -3,7 +3,7 @@ not cover each other."""
 
 import numpy as np
 
-from minissd.viz import _overlap_area, draw_detections
+from minissd.viz import _overlap_area, draw_detections, draw_priors
 
 
 def _tags(fig):
@@ -40,3 +40,21 @@ def test_no_detections_draws_no_legend(tmp_path):
     path = draw_detections(np.zeros((50, 50, 3), np.uint8), np.zeros((0, 4)), [], [],
                            ["a"], tmp_path / "empty.png")
     assert path.exists()
+
+
+def test_draw_priors_draws_the_boxes_of_the_chosen_cells():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from minissd.priors import SSD300, make_priors
+
+    ax = draw_priors(SSD300, 1, cells=[(0, 0), (9, 9)])
+    assert len(ax.patches) == 2 * 6
+    # cell (9, 9) of map 1 (19 x 19): its first box is the square s_1, centred on the cell
+    first = SSD300.priors_per_map[0] + (9 * 19 + 9) * 6
+    cx, cy, w, h = make_priors(SSD300, dtype=np.float64)[first] * 300
+    x, y = ax.patches[6].get_xy()
+    np.testing.assert_allclose([x, y, ax.patches[6].get_width()], [cx - w / 2, cy - h / 2, w])
+    plt.close(ax.figure)

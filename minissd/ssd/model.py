@@ -134,8 +134,8 @@ class SSD(nn.Module):
 
     def forward(self, x, taps=None):
         srcs = self.sources(x, taps)
-        expected = [tuple(np.broadcast_to(f, 2)) for f in self.config.priors.feature_maps]
-        got = [s.shape[2:] for s in srcs]
+        expected = self.config.priors.map_sizes
+        got = [tuple(s.shape[2:]) for s in srcs]
         if got != expected:
             raise ValueError(f"{self.config.name}: input {x.shape} gives source maps {got}, "
                              f"the priors expect {expected} (image size "
