@@ -9,7 +9,7 @@ parameter (no optimiser update). The loss is a fixed random linear functional of
 in both frameworks), so backward starts from a dense random gradient as it would with the
 MultiBox loss, while the cost measured is the network's alone: the MultiBox loss (matching,
 hard-negative mining) is a different code path with no torch counterpart here. The torch model
-is ``minissd.ssd.torch_reference.build_ssd_pytorch`` (ssd.pytorch's layout) carrying exactly
+is ``minissd.pytorch.reference_model.build_ssd_pytorch`` (ssd.pytorch's layout) carrying exactly
 minissd's weights, so both compute the same function.
 
 Each framework runs in its own fresh subprocess (``--worker``), so that the peak memory of one
@@ -92,9 +92,9 @@ def worker_minissd(batch, steps):
 def worker_torch(batch, steps, threads):
     import torch
 
-    from minissd.convert import _param_pairs
+    from minissd.pytorch.layouts import parameter_keys
+    from minissd.pytorch.reference_model import build_ssd_pytorch
     from minissd.ssd.model import SSD
-    from minissd.ssd.torch_reference import build_ssd_pytorch
 
     torch.set_num_threads(threads)
     config, x, g_loc, g_conf = _data(batch)
@@ -102,7 +102,7 @@ def worker_torch(batch, steps, threads):
     ours = SSD(config, seed=SEED)  # the same weights as the minissd worker
     weights = ours.state_dict()
     model.load_state_dict({theirs: torch.from_numpy(weights[name])
-                           for name, theirs in _param_pairs(ours, "ssd.pytorch")})
+                           for name, theirs in parameter_keys(ours, "ssd.pytorch")})
     del ours, weights
     model.train()
     x, g_loc, g_conf = (torch.from_numpy(a) for a in (x, g_loc, g_conf))

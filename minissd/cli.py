@@ -125,7 +125,7 @@ def _add_model_source(p, what):
 
 def _weight_configs():
     """``--model`` with ``--weights``: minissd's models and the PyTorch layouts."""
-    from .convert import CONFIGS
+    from .pytorch.convert import CONFIGS
 
     return tuple(CONFIGS)
 
@@ -238,8 +238,8 @@ def _parser(given_only=False):
     opt("--size", type=int, default=128, help="image size in pixels")
     opt("--seed", type=int, default=0, help="seed")
 
-    from . import convert
     from .data import download
+    from .pytorch import convert
 
     c = sub.add_parser("convert", help="PyTorch weights -> minissd .npz",
                        description=convert.DESCRIPTION)
@@ -290,7 +290,7 @@ def _class_names(names):
 
 
 def _model_with_state(model_name, class_names, state, path, device, extra=None, seed=0):
-    from .convert import CONFIGS
+    from .pytorch.convert import CONFIGS
     from .ssd.model import SSD
 
     config = CONFIGS[model_name](len(_class_names(class_names)) + 1, **(extra or {}))
@@ -545,8 +545,8 @@ def main(argv=None):
             warnings.showwarning = _show_warning
         try:
             if args.command in ("convert", "download"):
-                from . import convert
                 from .data import download
+                from .pytorch import convert
 
                 status = {"convert": convert, "download": download}[args.command].run(args)
                 if status:

@@ -249,9 +249,9 @@ def test_ch10_solution_passes(capsys):
 
 
 def test_ch10_reference_rule_is_the_harness_rule():
-    """The checker's rule equals what ``minissd.parity.compare`` reports as first divergent:
+    """The checker's rule equals what ``minissd.pytorch.parity.compare`` reports as first divergent:
     the first Diff (forward order) that is not ok."""
-    from minissd.parity import diff
+    from minissd.pytorch.parity import diff
     rng = np.random.default_rng(0)
     ours = {f"l{i}": rng.normal(size=(2, 3)) for i in range(5)}
     theirs = {k: v.copy() for k, v in ours.items()}

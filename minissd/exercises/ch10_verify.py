@@ -1,24 +1,25 @@
 """Chapter 10 (verifying another implementation): checker for ``first_divergence``.
 
 ``check_first_divergence(fn)`` gives the learner's ``fn(ours, theirs, tol)`` planted pairs of
-activation dicts and checks the layer it names against the rule of ``minissd.parity``: visit the
-layers in ``ours``' order, skip a layer ``theirs`` lacks, and call a layer divergent when the
-shapes differ or ``max|a - b| / max|b| > tol``. Needs only NumPy (no torch).
+activation dicts and checks the layer it names against the rule of ``minissd.pytorch.parity``:
+visit the layers in ``ours``' order, skip a layer ``theirs`` lacks, and call a layer divergent
+when the shapes differ or ``max|a - b| / max|b| > tol``. Needs only NumPy (no torch).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from minissd.parity import diff
+from minissd.pytorch.parity import diff
 
 from . import run_safely, verdict
 
-WHAT = "first_divergence names the first layer beyond tolerance (minissd.parity's rule)"
+WHAT = "first_divergence names the first layer beyond tolerance (minissd.pytorch.parity's rule)"
 
 
 def reference_first_divergence(ours, theirs, tol):
-    """The rule the checker holds answers to (the same measure as ``minissd.parity.diff``)."""
+    """The rule the checker holds answers to (the same measure as
+    ``minissd.pytorch.parity.diff``)."""
     for name, a in ours.items():
         if name in theirs and not diff(name, a, theirs[name], tol).ok:
             return name

@@ -3,7 +3,7 @@
 torchvision is not in the CI environment (only torch is), so these tests skip there; run them
 where torchvision is installed::
 
-    python -m pytest tests/ssd/test_parity_torchvision.py -p no:cacheprovider
+    python -m pytest tests/pytorch/test_parity_torchvision.py -p no:cacheprovider
 
 Weights are random (``weights=None, weights_backbone=None``): nothing is downloaded.
 """
@@ -17,20 +17,12 @@ tv_detection = pytest.importorskip(
     reason="torchvision is not installed (CI has torch only); run in an env with torchvision")
 tv_models = pytest.importorskip("torchvision.models")
 
-from minissd import convert  # noqa: E402
 from minissd.autograd import functional as F  # noqa: E402
-from minissd.parity import compare  # noqa: E402
 from minissd.priors import TORCHVISION_SSD300  # noqa: E402
+from minissd.pytorch import convert, layouts  # noqa: E402
+from minissd.pytorch.parity import compare  # noqa: E402
 
-pytestmark = pytest.mark.oracle
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
+pytestmark = [pytest.mark.oracle, pytest.mark.usefixtures("torch_threads")]
 
 
 def _ssd(seed=0, num_classes=91, dtype=torch.float32):
@@ -48,7 +40,7 @@ def test_state_dict_converts_strictly_with_the_class_count():
     model = _ssd(num_classes=7)
     conversion = convert.convert_state_dict(model.state_dict())
     assert conversion.layout == "torchvision-ssd300"
-    assert conversion.config == convert.torchvision_ssd300_config(7)
+    assert conversion.config == layouts.torchvision_ssd300_config(7)
     assert conversion.config.priors == TORCHVISION_SSD300
     assert not conversion.initialised and not conversion.ignored
     assert len(conversion.mapping) == len(model.state_dict())

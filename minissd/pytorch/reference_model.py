@@ -1,9 +1,9 @@
 """SSD written in ``torch.nn`` in the layout of amdegroot/ssd.pytorch: an independent oracle.
 
-Used by the parity tests (``tests/ssd/test_convert_parity.py``), the parity harness
-(``minissd.parity``) and the benchmark (``benchmarks/bench_ssd.py``). Nothing here is imported by
-the model itself, and torch is imported lazily inside the functions, so ``import
-minissd.ssd.torch_reference`` works without torch.
+Used by the parity tests (``tests/pytorch/test_parity.py``), the parity harness
+(``minissd.pytorch.parity``) and the benchmark (``benchmarks/bench_ssd.py``). Nothing here is
+imported by the model itself, and torch is imported lazily inside the functions, so ``import
+minissd.pytorch.reference_model`` works without torch.
 
 The module tree and the state-dict keys are those of ssd.pytorch's ``ssd.py``:
 
@@ -29,15 +29,18 @@ configuration lists, so narrow test models (same topology, fewer channels) are b
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
-#: ssd.pytorch's ``base['300']`` / ``extras['300']`` / ``mbox['300']`` (``ssd.py``).
-SSD_PYTORCH_BASE_300 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "C", 512, 512, 512, "M",
-                        512, 512, 512)
-SSD_PYTORCH_EXTRAS_300 = (256, "S", 512, 128, "S", 256, 128, 256, 128, 256)
-SSD_PYTORCH_MBOX_300 = (4, 6, 6, 6, 4, 4)
+from ..priors import SSD_VARIANCES
+from ..ssd.extras import ExtraBlock
+from ..ssd.model import ssd300
+from ..ssd.vgg import VGG16
+from . import require_torch
 
+#: The two L2Norm denominators: ssd.pytorch's ``sqrt(sum x^2) + eps``, Caffe's (and minissd's)
+#: ``sqrt(sum x^2 + eps)``.
 L2NORM_FORMS = ("ssd.pytorch", "caffe")
 
 
@@ -46,12 +49,6 @@ def narrow_ssd300(num_classes=21, divisor=8, **overrides):
     kernels, strides, pads, dilation and ceil-mode pool) with every channel count divided by
     ``divisor``: the layer-by-layer parity tests run it in float64 in a fraction of a second.
     ``overrides`` go to ``dataclasses.replace`` (e.g. ``priors=...``)."""
-    import dataclasses
-
-    from .extras import ExtraBlock
-    from .model import ssd300
-    from .vgg import VGG16
-
     d = divisor
     vgg = tuple(v if isinstance(v, str) else v // d for v in VGG16)
     extras = (ExtraBlock(256 // d, 512 // d), ExtraBlock(128 // d, 256 // d),
@@ -64,12 +61,7 @@ def narrow_ssd300(num_classes=21, divisor=8, **overrides):
 
 
 def _torch():
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - exercised only without torch
-        raise ImportError("minissd.ssd.torch_reference needs PyTorch (pip install torch); "
-                          "the rest of minissd does not") from exc
-    return torch
+    return require_torch("minissd.pytorch.reference_model")
 
 
 def ssd_pytorch_cfg(config):
@@ -217,7 +209,6 @@ def build_ssd_pytorch(config=None, *, seed=0, dtype=None, l2norm="ssd.pytorch",
     """
     torch = _torch()
     if config is None:
-        from .model import ssd300
         config = ssd300()
     cfg = ssd_pytorch_cfg(config)
     _, SSDPytorch = _classes()
@@ -244,7 +235,7 @@ def build_ssd_pytorch(config=None, *, seed=0, dtype=None, l2norm="ssd.pytorch",
 # ------------------------------------------------------------------------------- detection
 
 
-def decode_reference(loc, priors, variances=(0.1, 0.1, 0.2, 0.2), max_log_scale=None):
+def decode_reference(loc, priors, variances=SSD_VARIANCES, max_log_scale=None):
     """ssd.pytorch's ``box_utils.decode`` in torch: ``loc (P, 4)``, centre-form ``priors (P, 4)``
     -> corners ``(P, 4)``. ``max_log_scale`` caps ``v * t_w``, ``v * t_h`` (torchvision)."""
     torch = _torch()
@@ -282,7 +273,7 @@ def _nms_reference(boxes, scores, threshold, top_k):
 
 
 def detect_reference(loc, conf, priors, *, score_threshold=0.01, pre_nms_top_k=400,
-                     nms_threshold=0.45, keep_top_k=200, variances=(0.1, 0.1, 0.2, 0.2),
+                     nms_threshold=0.45, keep_top_k=200, variances=SSD_VARIANCES,
                      clip=True, max_log_scale=None):
     """Caffe ``DetectionOutput`` in torch, one image: ``loc (P, 4)``, ``conf (P, C)`` logits,
     ``priors (P, 4)`` centre form -> ``(boxes (D, 4) normalised corners, labels (D,) 0-based

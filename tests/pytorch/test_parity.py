@@ -1,10 +1,10 @@
 """Weight import and layer-by-layer parity against a torch.nn SSD in ssd.pytorch's layout.
 
-The reference (``minissd.ssd.torch_reference``) is built with random weights, converted with
-``minissd.convert`` and run side by side through ``minissd.parity``: every layer, the heads, the
-decoded boxes and the final detections must agree (float64: relative error <= 1e-10; float32:
-<= 1e-5). Most cases use ``narrow_ssd300`` (SSD300's exact topology at 300x300 with 1/8 of the
-channels) to stay fast; one runs the full-width SSD300 in float32.
+The reference (``minissd.pytorch.reference_model``) is built with random weights, converted with
+``minissd.pytorch.convert`` and run side by side through ``minissd.pytorch.parity``: every layer,
+the heads, the decoded boxes and the final detections must agree (float64: relative error
+<= 1e-10; float32: <= 1e-5). Most cases use ``narrow_ssd300`` (SSD300's exact topology at 300x300
+with 1/8 of the channels) to stay fast; one runs the full-width SSD300 in float32.
 """
 
 import dataclasses
@@ -16,29 +16,14 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch is the oracle of these tests")
 
-from minissd import convert  # noqa: E402
 from minissd.autograd import no_grad  # noqa: E402
 from minissd.nn import load_npz, load_weights  # noqa: E402
-from minissd.parity import compare  # noqa: E402
-from minissd.ssd.model import SSD, ssd300  # noqa: E402
-from minissd.ssd.torch_reference import build_ssd_pytorch, narrow_ssd300  # noqa: E402
+from minissd.pytorch import convert, layouts  # noqa: E402
+from minissd.pytorch.parity import compare  # noqa: E402
+from minissd.pytorch.reference_model import build_ssd_pytorch, narrow_ssd300  # noqa: E402
+from minissd.ssd.model import SSD  # noqa: E402
 
-pytestmark = pytest.mark.oracle
-
-#: minissd's tap names in forward order for SSD300's topology.
-LAYERS = (["conv1_1", "conv1_2", "pool1", "conv2_1", "conv2_2", "pool2", "conv3_1", "conv3_2",
-           "conv3_3", "pool3", "conv4_1", "conv4_2", "conv4_3", "pool4", "conv5_1", "conv5_2",
-           "conv5_3", "pool5", "fc6", "fc7", "l2norm"]
-          + [f"conv{i}_{j}" for i in range(8, 12) for j in (1, 2)]
-          + [f"{h}{i}" for i in range(6) for h in ("loc", "conf")])
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
+pytestmark = [pytest.mark.oracle, pytest.mark.usefixtures("torch_threads")]
 
 
 def _input(n=2, seed=0):
@@ -47,7 +32,7 @@ def _input(n=2, seed=0):
 
 
 def _narrow(num_classes=21):
-    return dataclasses.replace(narrow_ssd300(num_classes), priors=convert.SSD_PYTORCH_PRIORS)
+    return dataclasses.replace(narrow_ssd300(num_classes), priors=layouts.SSD_PYTORCH_PRIORS)
 
 
 @pytest.fixture(scope="module")
@@ -59,38 +44,10 @@ def narrow64():
     return config, ref, model
 
 
-def test_reference_has_ssd_pytorch_layout():
-    """Key names and shapes of ssd.pytorch's SSD300 (VOC), transcribed from its ssd.py."""
-    ref = build_ssd_pytorch(ssd300(21))
-    shapes = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
-    expected = {"L2Norm.weight": (512,)}
-    vgg = {0: (64, 3, 3, 3), 2: (64, 64, 3, 3), 5: (128, 64, 3, 3), 7: (128, 128, 3, 3),
-           10: (256, 128, 3, 3), 12: (256, 256, 3, 3), 14: (256, 256, 3, 3),
-           17: (512, 256, 3, 3), 19: (512, 512, 3, 3), 21: (512, 512, 3, 3),
-           24: (512, 512, 3, 3), 26: (512, 512, 3, 3), 28: (512, 512, 3, 3),
-           31: (1024, 512, 3, 3), 33: (1024, 1024, 1, 1)}
-    extras = {0: (256, 1024, 1, 1), 1: (512, 256, 3, 3), 2: (128, 512, 1, 1),
-              3: (256, 128, 3, 3), 4: (128, 256, 1, 1), 5: (256, 128, 3, 3),
-              6: (128, 256, 1, 1), 7: (256, 128, 3, 3)}
-    for prefix, table in (("vgg", vgg), ("extras", extras)):
-        for i, shape in table.items():
-            expected[f"{prefix}.{i}.weight"], expected[f"{prefix}.{i}.bias"] = shape, shape[:1]
-    for i, (c, k) in enumerate(zip((512, 1024, 512, 256, 256, 256), (4, 6, 6, 6, 4, 4))):
-        expected[f"loc.{i}.weight"], expected[f"loc.{i}.bias"] = (k * 4, c, 3, 3), (k * 4,)
-        expected[f"conf.{i}.weight"], expected[f"conf.{i}.bias"] = (k * 21, c, 3, 3), (k * 21,)
-    assert shapes == expected
-    assert len(ref.vgg) == 35 and ref.source_index == 23  # ssd.pytorch: range(23) -> L2Norm
-    assert ref.vgg[16].ceil_mode and not ref.vgg[23].ceil_mode
-    assert (ref.vgg[30].kernel_size, ref.vgg[30].stride, ref.vgg[30].padding) == (3, 1, 1)
-    assert ref.vgg[31].dilation == (6, 6) and ref.vgg[31].padding == (6, 6)
-    assert [m.stride for m in ref.extras] == [(1, 1), (2, 2)] * 2 + [(1, 1)] * 4
-    assert [m.padding for m in ref.extras] == [(0, 0), (1, 1)] * 2 + [(0, 0)] * 4
-
-
-def test_every_layer_float64(narrow64):
+def test_every_layer_float64(narrow64, ssd300_taps):
     config, ref, model = narrow64
     report = compare(ref, _input(2), model=model)
-    assert [d.name for d in report.layers] == LAYERS
+    assert [d.name for d in report.layers] == ssd300_taps
     worst = {d.name: d.rel for d in report.layers if d.rel > 1e-10}
     assert not worst, worst
     assert report.first_divergent is None
@@ -103,13 +60,13 @@ def test_every_layer_float64(narrow64):
     assert "PARITY" in report.text()
 
 
-def test_full_ssd300_float32():
+def test_full_ssd300_float32(ssd300_taps):
     """Full-width SSD300 with ssd.pytorch's own L2Norm, float32, batch 1."""
-    config = convert.ssd_pytorch_config(21)
+    config = layouts.ssd_pytorch_config(21)
     ref = build_ssd_pytorch(config, seed=2)
     report = compare(ref, _input(1, seed=3).astype(np.float32))
     assert report.dtype == "float32" and report.reference_dtype == "float32"
-    assert [d.name for d in report.layers] == LAYERS
+    assert [d.name for d in report.layers] == ssd300_taps
     worst = {d.name: d.rel for d in report.layers if d.rel > 1e-5}
     assert not worst, worst
     assert max(d.rel for d in report.heads) <= 1e-5
@@ -117,14 +74,14 @@ def test_full_ssd300_float32():
     assert dets.ok and dets.matched > 0, report.text()
 
 
-def test_ssd_pytorch_l2norm_form_differs_by_its_eps_term():
+def test_ssd_pytorch_l2norm_form_differs_by_its_eps_term(ssd300_taps):
     """ssd.pytorch divides by sqrt(sum x^2) + eps, minissd (Caffe) by sqrt(sum x^2 + eps): in
     float64 the harness sees exactly that difference at l2norm and nothing before it."""
     config = _narrow()
     ref = build_ssd_pytorch(config, seed=4, dtype=torch.float64, l2norm="ssd.pytorch")
     x = _input(1, seed=5) * 0.05  # small activations make the eps term visible
     report = compare(ref, x, config=config, rtol=1e-13)
-    before = report.layers[:LAYERS.index("l2norm")]
+    before = report.layers[:ssd300_taps.index("l2norm")]
     assert all(d.rel <= 1e-13 for d in before), [(d.name, d.rel) for d in before]
     assert report.first_divergent == "l2norm"
     # predicted |difference| per element: |w x| * |1/(n + eps) - 1/sqrt(n^2 + eps)|
@@ -144,7 +101,7 @@ def test_ssd_pytorch_l2norm_form_differs_by_its_eps_term():
                                       ("l2norm", "L2Norm.weight"),
                                       ("conv9_2", "extras.3.weight"),
                                       ("conf3", "conf.3.weight")])
-def test_planted_divergence_is_found_at_that_layer(narrow64, tap, key):
+def test_planted_divergence_is_found_at_that_layer(narrow64, ssd300_taps, tap, key):
     config, ref, model = narrow64
     state = {k: v.clone() for k, v in ref.state_dict().items()}
     perturbed = build_ssd_pytorch(config, dtype=torch.float64, l2norm="caffe")
@@ -152,7 +109,7 @@ def test_planted_divergence_is_found_at_that_layer(narrow64, tap, key):
     perturbed.load_state_dict(state)
     report = compare(perturbed, _input(1, seed=6), model=model)
     assert report.first_divergent == tap, report.text()
-    index = LAYERS.index(tap)
+    index = ssd300_taps.index(tap)
     assert all(d.ok for d in report.layers[:index])
     assert 1e-9 < report.layers[index].rel < 1e-4
     assert not report.ok and "FIRST DIVERGENT LAYER" in report.text()
@@ -199,10 +156,10 @@ def test_float32_source_stays_float32_and_cli(tmp_path, capsys):
     conversion = convert.convert_file(src, dst, config=config)
     assert conversion.config.num_classes == 5
     assert all(v.dtype == np.float32 for v in load_npz(dst).values())
-    # python -m minissd.convert on a full-size SSD300 state dict
-    full = build_ssd_pytorch(convert.ssd_pytorch_config(21), seed=10)
+    # python -m minissd.pytorch.convert on a full-size SSD300 state dict
+    full = build_ssd_pytorch(layouts.ssd_pytorch_config(21), seed=10)
     torch.save(full.state_dict(), src)
-    run = subprocess.run([sys.executable, "-m", "minissd.convert", str(src), str(dst)],
+    run = subprocess.run([sys.executable, "-m", "minissd.pytorch.convert", str(src), str(dst)],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "layout ssd.pytorch -> minissd SSD300-ssd.pytorch (21 classes" in run.stdout

@@ -1,17 +1,18 @@
-"""minissd.convert without torch: layout detection, key maps against hand-written index tables,
-the fc6/fc7 decimation of the ImageNet VGG16, input-normalisation folding, and clear errors for
-bad state dicts. State dicts here are NumPy arrays built from the layouts' documented keys."""
+"""minissd.pytorch.convert without torch: layout detection, key maps against hand-written index
+tables, the fc6/fc7 decimation of the ImageNet VGG16, input-normalisation folding, and clear
+errors for bad state dicts. State dicts here are NumPy arrays built from the layouts' documented
+keys."""
 
 import sys
 
 import numpy as np
 import pytest
 
-from minissd import convert
 from minissd.autograd import functional as F
 from minissd.nn import load_npz, save_npz
+from minissd.pytorch import convert, layouts
+from minissd.pytorch.reference_model import narrow_ssd300
 from minissd.ssd.model import SSD, ssd300
-from minissd.ssd.torch_reference import narrow_ssd300
 
 #: VGG16 conv names and their index in ``[conv, ReLU, ..., pool]`` (ssd.pytorch's ``vgg`` and
 #: torchvision's ``vgg16().features``), written out by hand.
@@ -72,17 +73,17 @@ def narrow_state():
     return config, state
 
 
-def test_detect_layout():
-    assert convert.detect_layout({"backbone.features.0.weight": 0}) == "torchvision-ssd300"
-    assert convert.detect_layout({"features.0.weight": 0, "classifier.0.weight": 0}) == \
+def test_layout_of_state_dict():
+    assert convert.layout_of_state_dict({"backbone.features.0.weight": 0}) == "torchvision-ssd300"
+    assert convert.layout_of_state_dict({"features.0.weight": 0, "classifier.0.weight": 0}) == \
         "torchvision-vgg16"
-    assert convert.detect_layout({"vgg.0.weight": 0, "L2Norm.weight": 0}) == "ssd.pytorch"
-    assert convert.detect_layout({"0.weight": 0, "31.bias": 0}) == "ssd.pytorch-vgg"
+    assert convert.layout_of_state_dict({"vgg.0.weight": 0, "L2Norm.weight": 0}) == "ssd.pytorch"
+    assert convert.layout_of_state_dict({"0.weight": 0, "31.bias": 0}) == "ssd.pytorch-vgg"
     with pytest.raises(convert.ConversionError, match="vgg16_bn"):
-        convert.detect_layout({"features.0.weight": 0, "features.1.running_mean": 0,
-                               "classifier.0.weight": 0})
+        convert.layout_of_state_dict({"features.0.weight": 0, "features.1.running_mean": 0,
+                                      "classifier.0.weight": 0})
     with pytest.raises(convert.ConversionError, match="cannot tell the layout.*'fc.weight'"):
-        convert.detect_layout({"fc.weight": 0})
+        convert.layout_of_state_dict({"fc.weight": 0})
 
 
 def test_ssd_pytorch_keys_map_to_minissd(narrow_state):
@@ -95,7 +96,7 @@ def test_ssd_pytorch_keys_map_to_minissd(narrow_state):
 
 
 def test_torchvision_ssd300_keys_map_to_minissd():
-    config = convert.torchvision_ssd300_config(91)
+    config = layouts.torchvision_ssd300_config(91)
     shapes = _shapes(config)
     rng = np.random.default_rng(1)
     keys = torchvision_ssd_keys()
@@ -222,7 +223,7 @@ def test_fold_input_normalization_matches_the_normalised_input():
     bias = rng.standard_normal(8)
     pixels = rng.uniform(0, 255, (1, 3, 12, 12))
     pixel_mean = (123.0, 117.0, 104.0)
-    mean, std = convert.IMAGENET_MEAN, convert.IMAGENET_STD
+    mean, std = layouts.IMAGENET_MEAN, layouts.IMAGENET_STD
     normalised = (pixels / 255 - np.reshape(mean, (1, 3, 1, 1))) / np.reshape(std, (1, 3, 1, 1))
     expected = F.conv2d(normalised, weight, bias, padding=1).data
     w2, b2 = convert.fold_input_normalization(weight, bias, mean, std, pixel_mean)
@@ -237,7 +238,7 @@ def test_vgg16_import_folds_normalization_by_default(vgg16_state):
     folded = convert.convert_state_dict(vgg16_state)
     w, b = convert.fold_input_normalization(vgg16_state["features.0.weight"],
                                             vgg16_state["features.0.bias"],
-                                            convert.IMAGENET_MEAN, convert.IMAGENET_STD,
+                                            layouts.IMAGENET_MEAN, layouts.IMAGENET_STD,
                                             ssd300().mean)
     np.testing.assert_array_equal(folded.state["base.conv1_1.weight"], w)
     np.testing.assert_array_equal(folded.state["base.conv1_1.bias"], b)
@@ -294,7 +295,7 @@ def test_npz_source_and_cli_without_torch(tmp_path, narrow_state, capsys, monkey
     assert convert.main([str(src), str(dst), "--layout", "ssd.pytorch"]) == 2
     assert "missing keys ['L2Norm.weight']" in capsys.readouterr().err
     # a full-size SSD300 in ssd.pytorch's layout through the CLI, float64 out
-    shapes = _shapes(convert.ssd_pytorch_config(21))
+    shapes = _shapes(layouts.ssd_pytorch_config(21))
     full = {theirs: np.full(shapes[ours], 0.5, np.float32)
             for ours, theirs in ssd_pytorch_keys().items()}
     save_npz(src, full)

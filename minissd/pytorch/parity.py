@@ -1,13 +1,14 @@
 """Parity harness: run minissd and another SSD implementation on the same input, layer by layer.
 
-Given a PyTorch SSD in ssd.pytorch's layout (``minissd.ssd.torch_reference`` builds one; a real
-ssd.pytorch ``SSD`` in ``phase="train"`` works the same) or torchvision's ``ssd300_vgg16``, and
-an input batch, ``compare`` converts the weights (``minissd.convert``) unless a minissd model is
-given, runs both networks on identical tensors and reports, in forward order:
+Given a PyTorch SSD in ssd.pytorch's layout (``minissd.pytorch.reference_model`` builds one; a
+real ssd.pytorch ``SSD`` in ``phase="train"`` works the same) or torchvision's ``ssd300_vgg16``,
+and an input batch, ``compare`` converts the weights (``minissd.pytorch.convert``) unless a
+minissd model is given, runs both networks on identical tensors and reports, in forward order:
 
 1. every layer's activations (minissd's ``taps`` names: conv1_1 ... pool5, fc6, fc7, l2norm,
    conv8_1 ... conv11_2, loc0/conf0 ... the NCHW head outputs) against the torch side's, taken
-   with forward hooks (post-ReLU, as minissd taps them); the first layer whose relative error
+   with forward hooks on the modules that ``minissd.pytorch.layouts`` names for each layer
+   (post-ReLU, as minissd taps them); the first layer whose relative error
    exceeds ``rtol`` is named: with both sides run end to end, errors propagate forward, so the
    first layer beyond tolerance is where the implementations part;
 2. the head outputs ``loc (N, P, 4)`` and ``conf (N, P, C)``;
@@ -16,7 +17,7 @@ given, runs both networks on identical tensors and reports, in forward order:
 4. the decoded boxes: minissd's ``boxes.decode`` against ssd.pytorch's ``decode`` formula (written
    in torch) or torchvision's ``BoxCoder.decode_single`` (with its ``log(1000/16)`` cap);
 5. the final detections of each image, as sets: minissd's ``ssd.detect`` against
-   ``torch_reference.detect_reference`` (Caffe ``DetectionOutput`` in torch, the same numbers)
+   ``reference_model.detect_reference`` (Caffe ``DetectionOutput`` in torch, the same numbers)
    or torchvision's own ``postprocess_detections`` (labels shifted: torchvision's 1..C-1 are
    minissd's 0..C-2). Detections match when label equal, score within ``score_atol`` and every
    corner within ``box_atol`` pixels.
@@ -25,10 +26,12 @@ Error measure: ``rel = max|a - b| / max|b|`` over the whole tensor (``b`` the re
 stays meaningful where single elements are near zero.
 
 The inputs are fed as given: both networks get the same preprocessed NCHW tensor (torchvision's
-``GeneralizedRCNNTransform`` is bypassed; see ``minissd.convert`` for the input conventions).
+``GeneralizedRCNNTransform`` is bypassed; see ``minissd.pytorch.layouts`` for the input
+conventions).
 
-    python -m minissd.parity --layout ssd.pytorch --weights ssd300_mAP_77.43_v2.pth --image x.jpg
-    python -m minissd.parity --layout torchvision-ssd300 --dtype float64   # random weights
+    python -m minissd.pytorch.parity --layout ssd.pytorch --weights ssd300_mAP_77.43_v2.pth \
+        --image x.jpg
+    python -m minissd.pytorch.parity --layout torchvision-ssd300 --dtype float64  # random weights
 """
 
 from __future__ import annotations
@@ -40,17 +43,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import boxes as B
-from .autograd import no_grad
+from .. import boxes as B
+from ..autograd import no_grad
+from ..priors import make_priors
+from ..ssd.detect import detect
+from . import reference_model as RM
+from . import require_torch
 from .convert import (
+    as_numpy_state,
     build_model,
     convert_state_dict,
     default_config,
     read_state_dict,
 )
-from .priors import make_priors
-from .ssd import torch_reference as TR
-from .ssd.detect import detect
+from .layouts import MODEL_LAYOUTS, MODULES, layers
 
 #: default relative tolerance of activations, by dtype.
 RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-10}
@@ -212,76 +218,45 @@ def match_detections(ours, ref, box_atol, score_atol, image=0) -> DetectionDiff:
     return out
 
 
-def detect_layout(reference) -> str:
-    """``"torchvision-ssd300"`` or ``"ssd.pytorch"`` from a torch module's attributes."""
-    if all(hasattr(reference, a) for a in ("backbone", "head", "anchor_generator")):
-        return "torchvision-ssd300"
-    if all(hasattr(reference, a) for a in ("vgg", "L2Norm", "extras", "loc", "conf")):
-        return "ssd.pytorch"
-    raise ValueError(f"cannot tell the layout of {type(reference).__name__}: expected "
-                     f"torchvision's SSD (backbone, head, anchor_generator) or ssd.pytorch's "
-                     f"(vgg, L2Norm, extras, loc, conf)")
+def layout_of_torch_module(reference) -> str:
+    """The whole-model layout (one of ``MODEL_LAYOUTS``) of a torch module, from its
+    submodules (``layouts.MODULES``)."""
+    for layout, names in MODULES.items():
+        if all(hasattr(reference, name) for name in names):
+            return layout
+    expected = " or ".join(f"{layout} ({', '.join(names)})" for layout, names in MODULES.items())
+    raise ValueError(f"cannot tell the layout of {type(reference).__name__}: expected the "
+                     f"submodules of {expected}")
 
 
-def _hook_spec(model, layout):
-    """``[(torch module path, tap name, how)]``; how: "out" (the output), "relu" (ReLU of the
-    output: ssd.pytorch applies F.relu after the extras' convs), "source0" (the first source
-    map of torchvision's backbone output dict)."""
-    from .convert import _base_indices
-
-    convs, pools = _base_indices(model)
-    spec = []
-    if layout == "ssd.pytorch":
-        spec += [(f"vgg.{i + 1}", n, "out") for n, i in convs.items()]
-        spec += [(f"vgg.{i}", n, "out") for n, i in pools.items()]
-        spec.append(("L2Norm", "l2norm", "out"))
-        for i, (first, second) in enumerate(model.extras.names):
-            spec += [(f"extras.{2 * i}", first, "relu"), (f"extras.{2 * i + 1}", second, "relu")]
-        for i in range(model.heads.num_sources):
-            spec += [(f"loc.{i}", f"loc{i}", "out"), (f"conf.{i}", f"conf{i}", "out")]
-    else:
-        p4, p5 = pools["pool4"], pools["pool5"]
-        fc = f"backbone.extra.0.{p5 - p4}"
-        for n, i in convs.items():
-            if n in ("fc6", "fc7"):
-                path = f"{fc}.{2 if n == 'fc6' else 4}"
-            elif i < p4:
-                path = f"backbone.features.{i + 1}"
-            else:
-                path = f"backbone.extra.0.{i - p4 + 1}"
-            spec.append((path, n, "out"))
-        for n, i in pools.items():
-            path = {"pool4": "backbone.extra.0.0", "pool5": f"{fc}.0"}.get(
-                n, f"backbone.features.{i}")
-            spec.append((path, n, "out"))
-        spec.append(("backbone", "l2norm", "source0"))
-        for i, (first, second) in enumerate(model.extras.names):
-            spec += [(f"backbone.extra.{i + 1}.1", first, "out"),
-                     (f"backbone.extra.{i + 1}.3", second, "out")]
-        for i in range(model.heads.num_sources):
-            spec += [(f"head.regression_head.module_list.{i}", f"loc{i}", "out"),
-                     (f"head.classification_head.module_list.{i}", f"conf{i}", "out")]
-    return spec
+def hooks(model, layout) -> list:
+    """``[(torch module path, tap name, read)]``: where to hook each of minissd's taps, from the
+    table of layouts (``layouts.Layer``: ``read`` is how the module's output becomes the
+    tap)."""
+    return [(row.output, row.tap, row.read) for row in layers(model, layout)
+            if row.output is not None]
 
 
-def _run_torch(reference, layout, x, spec):
-    """Run the torch model with hooks -> (taps, loc, conf, extra) with numpy taps."""
-    import torch
-
+def run_reference(reference, layout, x, model):
+    """Run the torch model ``reference`` on ``x`` (a torch tensor) with forward hooks at the
+    modules of ``model``'s layers (``hooks``) -> ``(taps, loc, conf, extra)``: the taps as NumPy
+    arrays by minissd's names, the head outputs as torch tensors, and for torchvision what
+    its post-processing needs (``head``, ``anchors``, ``sizes``)."""
+    torch = require_torch("minissd.pytorch.parity")
     taps, handles = {}, []
 
-    def make_hook(name, how):
+    def make_hook(name, read):
         def hook(_module, _inputs, output):
-            if how == "source0":
+            if read == "source0":
                 output = list(output.values())[0]
             value = output.detach().clone()  # in-place ReLUs would change it later
-            if how == "relu":
+            if read == "relu":
                 value = torch.relu(value)
             taps[name] = value.cpu().numpy()
         return hook
 
-    for path, name, how in spec:
-        handles.append(reference.get_submodule(path).register_forward_hook(make_hook(name, how)))
+    for path, name, read in hooks(model, layout):
+        handles.append(reference.get_submodule(path).register_forward_hook(make_hook(name, read)))
     extra = {}
     try:
         with torch.no_grad():
@@ -320,7 +295,7 @@ def compare(reference, x, *, layout=None, model=None, config=None, rtol=None, bo
         layout: ``"ssd.pytorch"`` / ``"torchvision-ssd300"`` (default: from the module).
         model: the minissd ``SSD`` to test; None converts ``reference.state_dict()`` (in the
             reference's dtype) with ``config`` (default: the layout's, see
-            ``minissd.convert.default_config``).
+            ``minissd.pytorch.convert.default_config``).
         rtol: relative tolerance of activations (default ``RTOL`` by minissd's dtype).
         box_atol, score_atol: detection matching tolerances (pixels; probability); default
             ``100 * rtol * image side`` and ``100 * rtol`` (float32 at 300 px: 0.3 px, 1e-3).
@@ -330,18 +305,15 @@ def compare(reference, x, *, layout=None, model=None, config=None, rtol=None, bo
             which isolates decoding and post-processing from the float32 rounding of
             torchvision's box sizes; see ``TORCHVISION_PRIORS_RTOL``).
     """
-    import torch
-
-    layout = layout or detect_layout(reference)
-    if layout not in ("ssd.pytorch", "torchvision-ssd300"):
-        raise ValueError(f"compare: layout must be 'ssd.pytorch' or 'torchvision-ssd300', got "
-                         f"{layout!r}")
+    torch = require_torch("minissd.pytorch.parity.compare")
+    layout = layout or layout_of_torch_module(reference)
+    if layout not in MODEL_LAYOUTS:
+        raise ValueError(f"compare: layout must be one of {MODEL_LAYOUTS}, got {layout!r}")
     ref_dtype = next(reference.parameters()).dtype
     if model is None:
-        state = reference.state_dict()
-        config = config or default_config(
-            {k: v.detach().cpu().numpy() for k, v in state.items()}, layout)
-        model = build_model(convert_state_dict(state, layout, config))
+        state = as_numpy_state(reference.state_dict())
+        model = build_model(convert_state_dict(state, layout,
+                                               config or default_config(state, layout)))
     config = model.config
     dtype = np.dtype(model.parameters()[0].dtype)
     rtol = RTOL.get(dtype, 1e-5) if rtol is None else rtol
@@ -367,8 +339,7 @@ def compare(reference, x, *, layout=None, model=None, config=None, rtol=None, bo
         notes.append(f"dtypes differ: minissd {dtype}, reference {ref_dtype}")
 
     reference.eval()
-    spec = _hook_spec(model, layout)
-    ref_taps, ref_loc, ref_conf, extra = _run_torch(reference, layout, x_ref, spec)
+    ref_taps, ref_loc, ref_conf, extra = run_reference(reference, layout, x_ref, model)
     taps = {}
     with no_grad():
         loc, conf = model(np.asarray(x_np, dtype=dtype), taps)
@@ -414,9 +385,9 @@ def compare(reference, x, *, layout=None, model=None, config=None, rtol=None, bo
         priors_t = torch.from_numpy(prior_boxes).to(ref_dtype)
         det = config.detect
         for i in range(n):
-            boxes_ref.append(TR.decode_reference(ref_loc[i], priors_t, variances).double()
+            boxes_ref.append(RM.decode_reference(ref_loc[i], priors_t, variances).double()
                              .numpy() * scale)
-            b, lab, s = TR.detect_reference(
+            b, lab, s = RM.detect_reference(
                 ref_loc[i], ref_conf[i], priors_t, score_threshold=det.score_threshold,
                 pre_nms_top_k=det.pre_nms_top_k, nms_threshold=det.nms_threshold,
                 keep_top_k=det.keep_top_k, variances=variances, clip=clip)
@@ -440,32 +411,38 @@ def compare(reference, x, *, layout=None, model=None, config=None, rtol=None, bo
                         detections, box_atol, score_atol, notes)
 
 
-def reference_from_state_dict(state, layout, config=None, dtype=None):
-    """A torch reference module carrying ``state`` (a path or a dict): ssd.pytorch's layout is
-    built with ``torch_reference.build_ssd_pytorch``, torchvision's with
-    ``torchvision.models.detection.ssd300_vgg16(weights=None, weights_backbone=None)``."""
-    import torch
+def build_reference(layout, config=None, *, seed=0, dtype=None):
+    """A torch model in ``layout`` with seeded random weights, in eval mode: ssd.pytorch's
+    layout from ``reference_model.build_ssd_pytorch`` (``config`` default SSD300), torchvision's
+    ``torchvision.models.detection.ssd300_vgg16(weights=None, weights_backbone=None)`` with
+    ``config.num_classes`` classes (default 91). ``dtype``: a torch dtype (default float32)."""
+    torch = require_torch("minissd.pytorch.parity.build_reference")
+    if layout == "ssd.pytorch":
+        return RM.build_ssd_pytorch(config, seed=seed, dtype=dtype)
+    if layout != "torchvision-ssd300":
+        raise ValueError(f"build_reference: layout must be one of {MODEL_LAYOUTS}, got "
+                         f"{layout!r}")
+    try:
+        from torchvision.models.detection import ssd300_vgg16
+    except ImportError:
+        raise ImportError("the torchvision-ssd300 reference needs torchvision: pip install "
+                          "torchvision") from None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        ref = ssd300_vgg16(weights=None, weights_backbone=None,
+                           num_classes=91 if config is None else config.num_classes)
+    ref.eval()
+    return ref.to(dtype) if dtype is not None else ref
 
+
+def reference_from_state_dict(state, layout, config=None, dtype=None):
+    """A torch reference module (``build_reference``) carrying ``state`` (a path or a dict)."""
+    torch = require_torch("minissd.pytorch.parity.reference_from_state_dict")
     if isinstance(state, (str, bytes)) or hasattr(state, "__fspath__"):
         state = read_state_dict(state)
-    numpy_state = {k: (v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v))
-                   for k, v in state.items()}
-    numpy_state = {k[len("module."):] if k.startswith("module.") else k: v
-                   for k, v in numpy_state.items()}
-    config = config or default_config(numpy_state, layout)
-    if layout == "ssd.pytorch":
-        ref = TR.build_ssd_pytorch(config)
-    elif layout == "torchvision-ssd300":
-        from torchvision.models.detection import ssd300_vgg16
-
-        ref = ssd300_vgg16(weights=None, weights_backbone=None,
-                           num_classes=config.num_classes)
-    else:
-        raise ValueError(f"reference_from_state_dict: layout must be 'ssd.pytorch' or "
-                         f"'torchvision-ssd300', got {layout!r}")
-    ref.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v))
-                         for k, v in numpy_state.items()})
-    ref.eval()
+    state = as_numpy_state(state)
+    ref = build_reference(layout, config or default_config(state, layout))
+    ref.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()})
     return ref.to(dtype) if dtype is not None else ref
 
 
@@ -475,7 +452,7 @@ def reference_from_state_dict(state, layout, config=None, dtype=None):
 def _read_image(path, config, dtype):
     from PIL import Image
 
-    from .data.transforms import resize, to_chw
+    from ..data.transforms import resize, to_chw
 
     image = np.asarray(Image.open(path).convert("RGB"))
     size = config.priors.image_hw
@@ -484,11 +461,11 @@ def _read_image(path, config, dtype):
 
 
 def main(argv=None) -> int:
-    """``python -m minissd.parity``: exit status 0 on parity, 1 on a mismatch, 2 on an error."""
-    p = argparse.ArgumentParser(prog="python -m minissd.parity", description=__doc__.split(
+    """``python -m minissd.pytorch.parity``: exit status 0 on parity, 1 on a mismatch, 2 on an
+    error."""
+    p = argparse.ArgumentParser(prog="python -m minissd.pytorch.parity", description=__doc__.split(
         "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--layout", choices=("ssd.pytorch", "torchvision-ssd300"),
-                   default="ssd.pytorch")
+    p.add_argument("--layout", choices=MODEL_LAYOUTS, default="ssd.pytorch")
     p.add_argument("--weights", help="state dict (.pth/.npz) in that layout; default: random "
                                      "weights (a self-check)")
     p.add_argument("--image", help="image file (resized, mean subtracted); default: random "
@@ -499,21 +476,12 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     try:
-        import torch
-
-        torch_dtype = getattr(torch, args.dtype)
+        torch_dtype = getattr(require_torch("python -m minissd.pytorch.parity"), args.dtype)
         if args.weights:
-            state = read_state_dict(args.weights)
-            reference = reference_from_state_dict(state, args.layout, dtype=torch_dtype)
-        elif args.layout == "ssd.pytorch":
-            reference = TR.build_ssd_pytorch(seed=args.seed, dtype=torch_dtype)
+            reference = reference_from_state_dict(args.weights, args.layout, dtype=torch_dtype)
         else:
-            from torchvision.models.detection import ssd300_vgg16
-
-            torch.manual_seed(args.seed)
-            reference = ssd300_vgg16(weights=None, weights_backbone=None).to(torch_dtype).eval()
-        numpy_state = {k: v.detach().numpy() for k, v in reference.state_dict().items()}
-        config = default_config(numpy_state, args.layout)
+            reference = build_reference(args.layout, seed=args.seed, dtype=torch_dtype)
+        config = default_config(as_numpy_state(reference.state_dict()), args.layout)
         if args.image:
             x = _read_image(args.image, config, args.dtype)
         else:
