@@ -250,65 +250,14 @@ def _parser(given_only=False):
     return p
 
 
-def load_run(run_dir, device="cpu"):
-    """The model of a training output folder: ``(model, config, class names)``, with the final
-    weights, or the last checkpoint of a run that did not finish (announced)."""
-    from .runfolder import RunFolder, RunFolderError
-    from .train import TrainConfig, load_checkpoint
-
-    folder = RunFolder(run_dir)
-    if not folder.config.exists():
-        raise RunFolderError(f"{folder.path}: no config.json (is this a `minissd train` "
-                             f"output?)")
-    config = TrainConfig.from_json(folder.config.read_text())
-    path, what = folder.latest_weights()
-    if path == folder.checkpoint:
-        state, _, iteration, _ = load_checkpoint(path)
-        print(f"{folder.path}: no final weights; using the last checkpoint (iteration "
-              f"{iteration} of {config.iterations})")
-    else:
-        from .nn import load_npz
-
-        state = load_npz(path)
-    return _model_with_state(config.model, config.class_names, state, path, device,
-                             config.extra, config.seed), config, _class_names(config.class_names)
-
-
-def load_weights_file(path, model="ssd300", class_names=None, device="cpu"):
-    """A model from a bare weights ``.npz`` (e.g. ``minissd convert``'s output), given the
-    model name and class names: ``(model, class names)``."""
-    from .nn import load_npz
-
-    return (_model_with_state(model or "ssd300", class_names, load_npz(path), path, device),
-            _class_names(class_names))
-
-
-def _class_names(names):
-    from .data import VOC_CLASSES
-
-    return tuple(names) if names else VOC_CLASSES
-
-
-def _model_with_state(model_name, class_names, state, path, device, extra=None, seed=0):
-    from .pytorch.convert import CONFIGS
-    from .ssd.model import SSD
-
-    config = CONFIGS[model_name](len(_class_names(class_names)) + 1, **(extra or {}))
-    model = SSD(config, seed=seed)
-    try:
-        model.load_state_dict(state)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc} (model {model_name}, "
-                         f"{config.num_classes - 1} classes)") from None
-    return model.to(device)
-
-
 def _model_from_args(a):
     """``(model, class names, config or None, default output folder)`` from --run or
     --weights."""
     if (a.run is None) == (a.weights is None):
         raise ValueError("give either --run (a training output folder) or --weights (an .npz "
                          "file)")
+    from .inference import load_run, load_weights_file
+
     if a.run is not None:
         if a.model or a.classes:
             raise ValueError("--model and --classes go with --weights; a --run knows its own")
@@ -378,24 +327,10 @@ def cmd_train(a, argv):
     print(f"weights, metrics and loss curve in {a.out}")
 
 
-def evaluate_and_report(model, dataset, out_dir, use_07_metric=True):
-    """Evaluate, print the AP table, write ap.json, ap.txt and pr.png; returns the result."""
-    from . import eval as voc_eval
-    from .inference import evaluate_model
-
-    result, dets = evaluate_model(model, dataset, use_07_metric=use_07_metric)
-    table = voc_eval.format_ap_table(result, dataset.class_names)
-    print(table)
-    out = Path(out_dir)
-    atomic_write_text(out / "ap.txt", table + "\n")
-    voc_eval.write_json(result, out / "ap.json", dataset.class_names)
-    voc_eval.save_pr_curves(result, out / "pr.png", dataset.class_names)
-    return result, dets
-
-
 def cmd_eval(a, argv):
     from dataclasses import replace
 
+    from .inference import evaluate_and_report
     from .train import TrainConfig, load_dataset
 
     _check_device(a.device)
@@ -460,6 +395,7 @@ def cmd_make_data(a, argv):
 
 def cmd_demo(a, argv):
     from .data import SYNTHETIC_CLASSES, VOCDataset, make_synthetic_voc
+    from .inference import evaluate_and_report
     from .train import TrainConfig, train
     from .viz import draw_detections
 
@@ -577,4 +513,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["main", "DemoConfig", "load_run", "load_weights_file"]
+__all__ = ["main", "DemoConfig"]

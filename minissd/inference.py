@@ -1,4 +1,5 @@
-"""Running a trained model: detections for images, and VOC evaluation over a dataset.
+"""Running a trained model: loading it (a ``minissd train`` run folder, or a bare weights file),
+detections for images, and VOC evaluation over a dataset (with its AP report).
 
 Pixel convention: the dataset reader returns continuous corners (``x1 = xmin - 1``,
 ``x2 = xmax``; see ``minissd.data.voc``), and detections are in the same coordinates, so
@@ -8,11 +9,67 @@ inclusive boxes.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from .autograd import Tensor, no_grad
 from .backend import get_array_module
+from .fileio import atomic_write_text
 from .ssd.detect import Detections, detect
+
+
+def load_run(run_dir, device="cpu"):
+    """The model of a training output folder: ``(model, config, class names)``, with the final
+    weights, or the last checkpoint of a run that did not finish (announced)."""
+    from .runfolder import RunFolder, RunFolderError
+    from .train import TrainConfig, load_checkpoint
+
+    folder = RunFolder(run_dir)
+    if not folder.config.exists():
+        raise RunFolderError(f"{folder.path}: no config.json (is this a `minissd train` "
+                             f"output?)")
+    config = TrainConfig.from_json(folder.config.read_text())
+    path, what = folder.latest_weights()
+    if path == folder.checkpoint:
+        state, _, iteration, _ = load_checkpoint(path)
+        print(f"{folder.path}: no final weights; using the last checkpoint (iteration "
+              f"{iteration} of {config.iterations})")
+    else:
+        from .nn import load_npz
+
+        state = load_npz(path)
+    return _model_with_state(config.model, config.class_names, state, path, device,
+                             config.extra, config.seed), config, _class_names(config.class_names)
+
+
+def load_weights_file(path, model="ssd300", class_names=None, device="cpu"):
+    """A model from a bare weights ``.npz`` (e.g. ``minissd convert``'s output), given the
+    model name and class names: ``(model, class names)``."""
+    from .nn import load_npz
+
+    return (_model_with_state(model or "ssd300", class_names, load_npz(path), path, device),
+            _class_names(class_names))
+
+
+def _class_names(names):
+    from .data import VOC_CLASSES
+
+    return tuple(names) if names else VOC_CLASSES
+
+
+def _model_with_state(model_name, class_names, state, path, device, extra=None, seed=0):
+    from .pytorch.layouts import CONFIGS  # minissd's models and the PyTorch layouts
+    from .ssd.model import SSD
+
+    config = CONFIGS[model_name](len(_class_names(class_names)) + 1, **(extra or {}))
+    model = SSD(config, seed=seed)
+    try:
+        model.load_state_dict(state)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc} (model {model_name}, "
+                         f"{config.num_classes - 1} classes)") from None
+    return model.to(device)
 
 
 def predict(model, images, batch_size=8, detect_config=None, progress=False):
@@ -79,4 +136,18 @@ def evaluate_model(model, dataset, batch_size=8, use_07_metric=True, iou_thresho
         [d.boxes for d in dets], [d.labels for d in dets], [d.scores for d in dets],
         gt_boxes, gt_labels, gt_difficult, iou_threshold=iou_threshold,
         use_07_metric=use_07_metric, n_classes=len(dataset.class_names), plus_one=False)
+    return result, dets
+
+
+def evaluate_and_report(model, dataset, out_dir, use_07_metric=True):
+    """Evaluate, print the AP table, write ap.json, ap.txt and pr.png; returns the result."""
+    from . import eval as voc_eval
+
+    result, dets = evaluate_model(model, dataset, use_07_metric=use_07_metric)
+    table = voc_eval.format_ap_table(result, dataset.class_names)
+    print(table)
+    out = Path(out_dir)
+    atomic_write_text(out / "ap.txt", table + "\n")
+    voc_eval.write_json(result, out / "ap.json", dataset.class_names)
+    voc_eval.save_pr_curves(result, out / "pr.png", dataset.class_names)
     return result, dets

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from minissd.inference import predict
+from minissd.inference import load_weights_file, predict
+from minissd.nn import save_npz
 from minissd.ssd.model import SSD, ssd_small
 
 
@@ -41,3 +42,14 @@ def test_predict_runs_in_eval_mode(model):
     twice = [predict(model, [_image(1)])[0] for _ in range(2)]
     # eval mode: batch norm uses its running statistics, so repeated calls agree
     np.testing.assert_array_equal(twice[0].scores, twice[1].scores)
+
+
+def test_load_weights_file_builds_the_named_model(model, tmp_path):
+    path = tmp_path / "w.npz"
+    save_npz(path, model.state_dict())
+    loaded, names = load_weights_file(path, "small", ("a", "b"))
+    assert names == ("a", "b") and loaded.config.num_classes == 3
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(loaded.state_dict()[key], value)
+    with pytest.raises(ValueError, match=r"w.npz: .*\(model small, 4 classes\)"):
+        load_weights_file(path, "small", ("a", "b", "c", "d"))

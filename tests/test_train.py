@@ -94,7 +94,8 @@ def test_cli_choices_are_the_augmentation_recipes():
 def test_cli_small_model_options_reach_the_model(tiny_data, tmp_path, capsys):
     """--image-size and --first-box build the small model at another input size (the run's
     config remembers them, so eval rebuilds the same model); they are refused for SSD300."""
-    from minissd.cli import load_run, main
+    from minissd.cli import main
+    from minissd.inference import load_run
 
     out = tmp_path / "run192"
     assert main(["train", "--data", str(tiny_data), "--split", "train", "--classes",
