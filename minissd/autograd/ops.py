@@ -1,12 +1,84 @@
-"""Elementwise functions, reductions and joins, each forward next to its backward.
+"""The ops: arithmetic, elementwise functions, reductions, shapes and joins, each forward next to
+its backward.
 
-Every function takes Tensors (plain arrays and numbers are treated as constants) and returns a
-Tensor built with ``Tensor.from_op``. Shapes follow NumPy's rules, broadcasting included.
+Every function takes Tensors (plain arrays and numbers are treated as constants, in the dtype of
+the other operand) and returns a Tensor built with ``Tensor.from_op``. Shapes follow NumPy's
+rules, broadcasting included. The bottom of this file makes them ``Tensor``'s operators and
+methods (``a + b`` is ``add(a, b)``, ``a.sum()`` is ``sum(a)``).
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from .tensor import Tensor, as_tensor, unbroadcast
+
+# ------------------------------------------------------------------ arithmetic
+
+
+def _operands(a, b):
+    """Both operands as Tensors; a plain number or array takes the dtype of the other."""
+    if isinstance(a, Tensor):
+        return a, as_tensor(b, like=a)
+    b = as_tensor(b)
+    return as_tensor(a, like=b), b
+
+
+def add(a, b):
+    a, b = _operands(a, b)
+    return Tensor.from_op(
+        a.data + b.data, (a, b),
+        lambda g: (unbroadcast(g, a.shape), unbroadcast(g, b.shape)), "add")
+
+
+def sub(a, b):
+    a, b = _operands(a, b)
+    return Tensor.from_op(
+        a.data - b.data, (a, b),
+        lambda g: (unbroadcast(g, a.shape), unbroadcast(-g, b.shape)), "sub")
+
+
+def mul(a, b):
+    a, b = _operands(a, b)
+    return Tensor.from_op(
+        a.data * b.data, (a, b),
+        lambda g: (unbroadcast(g * b.data, a.shape), unbroadcast(g * a.data, b.shape)), "mul")
+
+
+def div(a, b):
+    a, b = _operands(a, b)
+    return Tensor.from_op(
+        a.data / b.data, (a, b),
+        lambda g: (unbroadcast(g / b.data, a.shape),
+                   unbroadcast(-g * a.data / (b.data * b.data), b.shape)), "div")
+
+
+def neg(x):
+    x = as_tensor(x)
+    return Tensor.from_op(-x.data, (x,), lambda g: (-g,), "neg")
+
+
+def power(x, p):
+    """``x ** p`` for a Python number ``p``."""
+    if isinstance(p, Tensor):
+        raise TypeError("pow: the exponent must be a Python number, not a Tensor")
+    x = as_tensor(x)
+    return Tensor.from_op(
+        x.data ** p, (x,), lambda g: (g * p * x.data ** (p - 1),), "pow")
+
+
+def matmul(a, b):
+    a, b = _operands(a, b)
+    if a.ndim < 2 or b.ndim < 2:
+        raise ValueError(f"matmul: both inputs need >= 2 dims, got {a.shape} and {b.shape}")
+    xp = a.xp
+
+    def backward(g):
+        ga = g @ xp.swapaxes(b.data, -1, -2)
+        gb = xp.swapaxes(a.data, -1, -2) @ g
+        return unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)
+
+    return Tensor.from_op(a.data @ b.data, (a, b), backward, "matmul")
 
 # ----------------------------------------------------------------- elementwise
 
@@ -109,6 +181,50 @@ def max(x, axis=None, keepdims=False):  # noqa: A001
     return Tensor.from_op(y, (x,), backward, "max")
 
 
+# ----------------------------------------------------------------------- shapes
+
+
+def reshape(x, *shape):
+    shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    x = as_tensor(x)
+    return Tensor.from_op(
+        x.data.reshape(shape), (x,), lambda g: (g.reshape(x.shape),), "reshape")
+
+
+def transpose(x, *axes):
+    axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+    x = as_tensor(x)
+    axes = tuple(axes) if axes else tuple(reversed(range(x.ndim)))
+    inverse = tuple(np.argsort(axes))
+    return Tensor.from_op(
+        x.data.transpose(axes), (x,), lambda g: (g.transpose(inverse),), "transpose")
+
+
+def getitem(x, index):
+    """``x[index]``: slicing and integer-array indexing (gather); the backward scatters-adds."""
+    if isinstance(index, Tensor):
+        index = index.data
+    x = as_tensor(x)
+    xp = x.xp
+
+    def backward(g):
+        full = xp.zeros_like(x.data)
+        _scatter_add(xp, full, index, g)
+        return (full,)
+
+    return Tensor.from_op(x.data[index], (x,), backward, "getitem")
+
+
+def _scatter_add(xp, target, index, values):
+    """``target[index] += values`` with repeated indices summed (NumPy ``add.at``)."""
+    if xp is np:
+        np.add.at(target, index, values)
+    else:  # CuPy
+        import cupyx
+
+        cupyx.scatter_add(target, index, values)
+
+
 # ----------------------------------------------------------------------- joins
 
 
@@ -141,3 +257,28 @@ def _insert_one(shape, axis):
     shape = list(shape)
     shape.insert(axis % (len(shape) + 1), 1)
     return tuple(shape)
+
+
+# ------------------------------------------------------- Tensor's operators and methods
+# Attached here rather than written in tensor.py, so that the core does not import the ops.
+
+Tensor.__add__ = add
+Tensor.__radd__ = lambda self, other: add(other, self)
+Tensor.__sub__ = sub
+Tensor.__rsub__ = lambda self, other: sub(other, self)
+Tensor.__mul__ = mul
+Tensor.__rmul__ = lambda self, other: mul(other, self)
+Tensor.__truediv__ = div
+Tensor.__rtruediv__ = lambda self, other: div(other, self)
+Tensor.__neg__ = neg
+Tensor.__pow__ = power
+Tensor.__matmul__ = matmul
+Tensor.__getitem__ = getitem
+Tensor.reshape = reshape
+Tensor.transpose = transpose
+Tensor.T = property(transpose)
+Tensor.sum = sum
+Tensor.mean = mean
+Tensor.max = max
+Tensor.exp = exp
+Tensor.log = log

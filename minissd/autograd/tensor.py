@@ -5,6 +5,10 @@ Every op builds its output with ``Tensor.from_op(data, parents, backward_fn, nam
 parent needs none). ``Tensor.backward`` walks the graph in reverse topological order, calling each
 node's ``backward_fn`` once and summing the gradients that reach a node along several paths.
 
+The arithmetic operators (``a + b``, ``a @ b``, ``a[i]``, ``a.reshape(...)``, ``a.sum()``, ...)
+are the functions of ``ops.py``, which attaches them to ``Tensor`` when the package is imported:
+this file is the core alone and imports no op.
+
 The data is a NumPy or CuPy array (``minissd.backend``); the ops never ask which, they use the
 array module of their inputs. Only floating tensors take part in differentiation: float32 (the
 training dtype) and float64 (gradient checks, reference runs).
@@ -16,7 +20,7 @@ import contextlib
 
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import get_array_module, to_numpy
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -181,8 +185,6 @@ class Tensor:
         return get_array_module(self.data)
 
     def numpy(self) -> np.ndarray:
-        from ..backend import to_numpy
-
         return to_numpy(self.data)
 
     def item(self) -> float:
@@ -197,139 +199,6 @@ class Tensor:
     def __repr__(self):
         grad = ", requires_grad=True" if self.requires_grad else ""
         return f"Tensor(shape={self.shape}, dtype={self.dtype}{grad})"
-
-    # -------------------------------------------------- arithmetic (forward | backward)
-    def _other(self, other) -> Tensor:
-        if isinstance(other, Tensor):
-            return other
-        return Tensor(self.xp.asarray(other, dtype=self.dtype))
-
-    def __add__(self, other):
-        a, b = self, self._other(other)
-        return Tensor.from_op(
-            a.data + b.data, (a, b),
-            lambda g: (unbroadcast(g, a.shape), unbroadcast(g, b.shape)), "add")
-
-    def __sub__(self, other):
-        a, b = self, self._other(other)
-        return Tensor.from_op(
-            a.data - b.data, (a, b),
-            lambda g: (unbroadcast(g, a.shape), unbroadcast(-g, b.shape)), "sub")
-
-    def __mul__(self, other):
-        a, b = self, self._other(other)
-        return Tensor.from_op(
-            a.data * b.data, (a, b),
-            lambda g: (unbroadcast(g * b.data, a.shape), unbroadcast(g * a.data, b.shape)), "mul")
-
-    def __truediv__(self, other):
-        a, b = self, self._other(other)
-        return Tensor.from_op(
-            a.data / b.data, (a, b),
-            lambda g: (unbroadcast(g / b.data, a.shape),
-                       unbroadcast(-g * a.data / (b.data * b.data), b.shape)), "div")
-
-    def __neg__(self):
-        return Tensor.from_op(-self.data, (self,), lambda g: (-g,), "neg")
-
-    def __pow__(self, p):
-        if isinstance(p, Tensor):
-            raise TypeError("pow: the exponent must be a Python number, not a Tensor")
-        x = self
-        return Tensor.from_op(
-            x.data ** p, (x,), lambda g: (g * p * x.data ** (p - 1),), "pow")
-
-    def __radd__(self, other):
-        return self._other(other) + self
-
-    def __rsub__(self, other):
-        return self._other(other) - self
-
-    def __rmul__(self, other):
-        return self._other(other) * self
-
-    def __rtruediv__(self, other):
-        return self._other(other) / self
-
-    def __matmul__(self, other):
-        a, b = self, self._other(other)
-        if a.ndim < 2 or b.ndim < 2:
-            raise ValueError(f"matmul: both inputs need >= 2 dims, got {a.shape} and {b.shape}")
-        xp = self.xp
-
-        def backward(g):
-            ga = g @ xp.swapaxes(b.data, -1, -2)
-            gb = xp.swapaxes(a.data, -1, -2) @ g
-            return unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)
-
-        return Tensor.from_op(a.data @ b.data, (a, b), backward, "matmul")
-
-    # ------------------------------------------------------ shape (forward | backward)
-    def reshape(self, *shape):
-        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        x = self
-        return Tensor.from_op(
-            x.data.reshape(shape), (x,), lambda g: (g.reshape(x.shape),), "reshape")
-
-    def transpose(self, *axes):
-        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-        axes = tuple(axes) if axes else tuple(reversed(range(self.ndim)))
-        inverse = tuple(np.argsort(axes))
-        return Tensor.from_op(
-            self.data.transpose(axes), (self,), lambda g: (g.transpose(inverse),), "transpose")
-
-    @property
-    def T(self):
-        return self.transpose()
-
-    def __getitem__(self, index):
-        """Slicing and integer-array indexing (gather); the backward scatters-adds."""
-        if isinstance(index, Tensor):
-            index = index.data
-        x, xp = self, self.xp
-
-        def backward(g):
-            full = xp.zeros_like(x.data)
-            _scatter_add(xp, full, index, g)
-            return (full,)
-
-        return Tensor.from_op(x.data[index], (x,), backward, "getitem")
-
-    # Reductions and elementwise functions live in ops.py; these are conveniences.
-    def sum(self, axis=None, keepdims=False):
-        from .ops import sum as _sum
-
-        return _sum(self, axis, keepdims)
-
-    def mean(self, axis=None, keepdims=False):
-        from .ops import mean
-
-        return mean(self, axis, keepdims)
-
-    def max(self, axis=None, keepdims=False):
-        from .ops import max as _max
-
-        return _max(self, axis, keepdims)
-
-    def exp(self):
-        from .ops import exp
-
-        return exp(self)
-
-    def log(self):
-        from .ops import log
-
-        return log(self)
-
-
-def _scatter_add(xp, target, index, values):
-    """``target[index] += values`` with repeated indices summed (NumPy ``add.at``)."""
-    if xp is np:
-        np.add.at(target, index, values)
-    else:  # CuPy
-        import cupyx
-
-        cupyx.scatter_add(target, index, values)
 
 
 def as_tensor(x, like: Tensor | None = None) -> Tensor:
