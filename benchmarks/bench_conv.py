@@ -62,7 +62,7 @@ QUICK = {"conv3_2", "conv5_x", "fc6", "fc7", "pool3", "pool5"}
 
 def blas_info():
     """(core name, threads) of the OpenBLAS that NumPy loaded, or (None, None)."""
-    from minissd.autograd._threads import blas_controls, openblas_function
+    from minissd.kernels.batch_threads import blas_controls, openblas_function
 
     corename, controls = openblas_function("get_corename"), blas_controls()
     if corename is None or controls is None:

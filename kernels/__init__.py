@@ -1,3 +1,14 @@
-"""Hot-path kernels (installed as ``minissd.kernels``): Numba CPU kernels and CUDA C sources
-(``*.cu``) compiled by CuPy's ``RawKernel`` on first use. Nothing here compiles at import.
+"""Hot-path kernels (installed as ``minissd.kernels``), the fast twins of readable references in
+the library, which the tests hold them to:
+
+* ``cpu.py`` (Numba) and ``cuda.py`` with the CUDA C sources ``*.cu`` (compiled by CuPy's
+  ``RawKernel`` on first use): IoU and NMS, twins of ``minissd.boxes.iou_reference`` and
+  ``nms_reference``;
+* ``conv.py`` (im2col in bands, GEMM by kernel offset), ``winograd.py`` (F(2x2, 3x3)) and
+  ``pool.py``: conv2d and max_pool2d on NumPy or CuPy arrays, twins of
+  ``minissd.autograd.functional.conv2d_reference`` and ``max_pool2d_reference``;
+* ``batch_threads.py``: the images of a batch across threads in fixed chunks, OpenBLAS held to
+  one thread meanwhile (the numbers do not depend on the thread count).
+
+Nothing here compiles at import.
 """

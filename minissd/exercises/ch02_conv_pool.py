@@ -5,9 +5,10 @@
 actually produce, first on SSD300's own layers, then on (size, kernel, stride, padding,
 dilation) drawn by hypothesis and shrunk to the smallest failing one.
 
-``check_im2col(im2col)``: the learner's column matrix against a loop-by-loop reference (the
-pointer names the row ``(c, u, v)`` and column ``(y, x)`` that differ and the input cell they
-should read), then ``W2 @ cols`` against ``conv2d``, on drawn shapes and parameters.
+``check_im2col(im2col)``: the learner's column matrix against the library's readable ``im2col``
+(``minissd.autograd.functional``, the one ``conv2d_reference`` is built on; the pointer names the
+row ``(c, u, v)`` and column ``(y, x)`` that differ and the input cell they should read), then
+``W2 @ cols`` against ``conv2d``, on drawn shapes and parameters.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from ..autograd import Tensor, conv2d, max_pool2d
+from ..autograd.functional import im2col as library_im2col
 from . import run_safely, verdict
 from .ch01_autograd import smallest_failure
 
@@ -101,19 +103,9 @@ def check_output_size(output_size) -> bool:
 
 
 def im2col_reference(x, kernel, stride=1, padding=0, dilation=1):
-    """(C, H, W) -> (C*k*k, Ho*Wo): row ``(c, u, v)``, column ``(y, x)`` holds
-    ``xpad[c, y*stride + u*dilation, x*stride + v*dilation]``. Written for reading."""
-    c, h, w = x.shape
-    k, s, p, d = kernel, stride, padding, dilation
-    ho = (h + 2 * p - d * (k - 1) - 1) // s + 1
-    wo = (w + 2 * p - d * (k - 1) - 1) // s + 1
-    xpad = np.pad(x, ((0, 0), (p, p), (p, p)))
-    cols = np.empty((c, k, k, ho, wo), dtype=x.dtype)
-    for u in range(k):
-        for v in range(k):
-            cols[:, u, v] = xpad[:, u * d: u * d + s * (ho - 1) + 1: s,
-                                 v * d: v * d + s * (wo - 1) + 1: s]
-    return cols.reshape(c * k * k, ho * wo)
+    """(C, H, W) -> (C*k*k, Ho*Wo): the exercise's signature on the library's ``im2col``."""
+    k, s, p, d = ((v, v) for v in (kernel, stride, padding, dilation))
+    return library_im2col(x[None], k, s, p, d)[0]
 
 
 def _im2col_problem(im2col):

@@ -1,18 +1,19 @@
 """conv2d and max_pool2d against ``torch.nn.functional`` (an independent oracle): forward values
 and the gradients of input, weight and bias under a random upstream gradient.
 
-float64 on hypothesis-drawn shapes and hyper-parameters (which reach every code path of the GEMM
-implementation: 1x1 shortcut, padded im2col, the flipped-kernel input gradient for stride 1 and
-col2im for stride > 1, several row bands per image), the SSD layer configurations explicitly,
-and float32 agreement at a VGG-sized layer.
+float64 on hypothesis-drawn shapes and hyper-parameters, both versions of each op: the readable
+references (``reference_mode()``) and the fast kernels at their default settings (every algorithm
+of those is forced in turn against the reference in ``tests/kernels/test_conv_fast.py``); the SSD
+layer configurations explicitly, and float32 agreement at a VGG-sized layer.
 """
 
 import numpy as np
 import pytest
+from conv_strategies import SSD_CONVS, conv_geometry
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minissd.autograd import Tensor, _conv_impl
+from minissd.autograd import Tensor, reference_mode
 from minissd.autograd import functional as F
 
 torch = pytest.importorskip("torch", reason="PyTorch is the oracle here (pip install .[oracle])")
@@ -74,36 +75,16 @@ def check_pool(rng, n, c, h, w, k, stride, padding, ceil_mode, ties=False):
 
 @st.composite
 def conv_case(draw):
-    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    padding = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
-    size = []
-    for k, d, p in zip((kh, kw), dilation, padding):
-        smallest = max(1, d * (k - 1) + 1 - 2 * p)  # the input must hold one dilated kernel
-        size.append(draw(st.integers(smallest, smallest + 6)))
+    k, stride, padding, dilation, (h, w) = draw(conv_geometry())
     return dict(n=draw(st.integers(1, 3)), c=draw(st.integers(1, 4)), o=draw(st.integers(1, 4)),
-                h=size[0], w=size[1], k=(kh, kw), stride=stride, padding=padding,
-                dilation=dilation, bias=draw(st.booleans()))
+                h=h, w=w, k=k, stride=stride, padding=padding, dilation=dilation,
+                bias=draw(st.booleans()))
 
 
-@given(case=conv_case(), seed=seeds, band_bytes=st.sampled_from([1, 256, 1 << 20]),
-       by_offset=st.sampled_from([-1.0, _conv_impl.BY_OFFSET_PADDING_SHARE, 2.0]),
-       flip_ratio=st.sampled_from([0, 1, 100]))
-def test_conv2d_matches_torch(case, seed, band_bytes, by_offset, flip_ratio):
-    """Every algorithm on every case: ``by_offset`` -1 forces offset-by-offset, 2 forces im2col,
-    the default picks by padding share; ``flip_ratio`` 0 forces col2im for the input gradient,
-    100 the flipped kernel when the stride is 1. ``band_bytes`` shrinks the im2col band so that
-    images split into 1-row and few-row bands (otherwise only large layers have several)."""
-    names = "CPU_BAND_BYTES", "BY_OFFSET_PADDING_SHARE", "FLIP_MAX_CHANNEL_RATIO"
-    old = [getattr(_conv_impl, a) for a in names]
-    for a, v in zip(names, (band_bytes, by_offset, flip_ratio)):
-        setattr(_conv_impl, a, v)
-    try:
+@given(case=conv_case(), seed=seeds, reference=st.booleans())
+def test_conv2d_matches_torch(case, seed, reference):
+    with reference_mode(reference):
         check_conv(np.random.default_rng(seed), **case)
-    finally:
-        for a, v in zip(names, old):
-            setattr(_conv_impl, a, v)
 
 
 @st.composite
@@ -116,28 +97,17 @@ def pool_case(draw):
                 c=draw(st.integers(1, 3)), ties=draw(st.booleans()))
 
 
-@given(case=pool_case(), seed=seeds)
-def test_max_pool2d_matches_torch(case, seed):
-    check_pool(np.random.default_rng(seed), **case)
+@given(case=pool_case(), seed=seeds, reference=st.booleans())
+def test_max_pool2d_matches_torch(case, seed, reference):
+    with reference_mode(reference):
+        check_pool(np.random.default_rng(seed), **case)
 
 
 # ------------------------------------------------------------------ SSD layers
 
 
-@pytest.mark.parametrize("name, c, o, hw, k, padding, dilation, stride", [
-    ("fc6: 3x3 dilation 6 padding 6 on 19x19", 5, 7, 19, 3, 6, 6, 1),
-    ("fc7: 1x1 on 19x19", 6, 5, 19, 1, 0, 1, 1),
-    ("VGG 3x3 padding 1", 4, 6, 38, 3, 1, 1, 1),
-    ("extras conv8_2: 3x3 stride 2 padding 1, 19 -> 10", 6, 5, 19, 3, 1, 1, 2),
-    ("extras conv10_2: 3x3 no padding, 3 -> 1", 6, 5, 3, 3, 0, 1, 1),
-])
+@pytest.mark.parametrize("name, c, o, hw, k, padding, dilation, stride", SSD_CONVS)
 def test_ssd_convs(name, c, o, hw, k, padding, dilation, stride):
-    ho = (hw + 2 * padding - dilation * (k - 1) - 1) // stride + 1
-    share = _conv_impl.padding_share((hw, hw), (ho, ho), (k, k), (stride,) * 2, (padding,) * 2,
-                                     (dilation,) * 2)
-    if name.startswith("fc6"):  # a third of fc6's im2col is padding: it goes offset by offset
-        assert share == pytest.approx(1 - (45 / 57) ** 2)
-        assert share > _conv_impl.BY_OFFSET_PADDING_SHARE
     check_conv(np.random.default_rng(0), 2, c, o, hw, hw, (k, k), stride, padding, dilation,
                bias=True)
 

@@ -184,14 +184,15 @@ def conv_case(draw):
 
 @given(case=conv_case(), seed=seeds)
 def test_conv2d(case, seed):
+    """The readable conv2d (im2col, col2im); tests/kernels holds the fast kernels to it."""
     x = leaf((case["n"], case["c"], case["h"], case["w"]), seed)
     w = leaf((case["o"], case["c"], case["k"], case["k"]), seed + 1)
     inputs = (x, w, leaf((case["o"],), seed + 2)) if case["bias"] else (x, w)
     kw = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"])
     if case["bias"]:
-        assert gradcheck(lambda x, w, b: ag.conv2d(x, w, b, **kw), *inputs)
+        assert gradcheck(lambda x, w, b: ag.conv2d_reference(x, w, b, **kw), *inputs)
     else:
-        assert gradcheck(lambda x, w: ag.conv2d(x, w, None, **kw), *inputs)
+        assert gradcheck(lambda x, w: ag.conv2d_reference(x, w, None, **kw), *inputs)
 
 
 @st.composite
@@ -204,9 +205,10 @@ def pool_case(draw):
 
 @given(case=pool_case(), seed=seeds)
 def test_max_pool2d(case, seed):
+    """The readable max_pool2d; tests/kernels holds the fast kernel to it."""
     x = leaf((case["n"], case["c"], case["h"], case["w"]), seed)
-    assert gradcheck(lambda x: ag.max_pool2d(x, case["k"], case["stride"], case["padding"],
-                                             case["ceil_mode"]), x)
+    assert gradcheck(lambda x: ag.max_pool2d_reference(x, case["k"], case["stride"],
+                                                       case["padding"], case["ceil_mode"]), x)
 
 
 @given(shape=array_shapes(min_dims=2, max_dims=4, min_side=1, max_side=4), seed=seeds)

@@ -1,4 +1,11 @@
-"""The GEMM kernels behind ``functional.conv2d``: im2col in bands of output rows.
+"""The fast conv2d kernels: im2col in bands of output rows, GEMM by kernel offset, and the hand-over
+to Winograd F(2x2, 3x3) (``winograd.py``), with the images of a batch split across threads
+(``batch_threads.py``).
+
+These are the fast twins of the readable ``minissd.autograd.functional.conv2d_reference`` (one
+im2col of the whole batch, one matrix product, its adjoint): ``conv2d`` calls them unless
+reference mode is on, and ``tests/kernels/test_conv_fast.py`` holds them to the reference on
+drawn shapes. They take and return plain arrays (NumPy or CuPy, through ``xp``).
 
 Layout (one image at a time, NCHW throughout)::
 
@@ -48,9 +55,9 @@ For 3x3 padding 1 layers the saving is a few percent and the per-offset adds of 
 more than that when C <= 256 (measured), so they use im2col.
 
 3x3 stride-1 layers with enough channels skip all of this for Winograd's F(2x2, 3x3)
-(``_winograd``): ``correlate`` and ``backward`` hand them over.
+(``winograd.py``): ``correlate`` and ``backward`` hand them over.
 
-On the CPU the images go in chunks that the batch threads take in turn (``_threads``): one
+On the CPU the images go in chunks that the batch threads take in turn (``batch_threads``): one
 image for im2col, a few for the offset GEMMs. The chunks depend on the batch size and the layer's
 shape only, each chunk's GEMMs have the same shapes whichever thread runs it, and ``dW`` is
 summed per chunk, then over the chunks in order: the results do not depend on the thread count.
@@ -61,8 +68,8 @@ batch is one chunk).
 
 from __future__ import annotations
 
-from . import _winograd
-from ._threads import over_batch, over_chunks, sum_over_chunks
+from . import winograd
+from .batch_threads import over_batch, over_chunks, sum_over_chunks
 
 #: Size of one band's column buffer on the CPU. 8 MiB fits the L3 cache with room for the
 #: weights; bands are always at least one output row.
@@ -230,12 +237,12 @@ def _by_offset(x_shape, out_hw, kernel, stride, padding, dilation):
 #: By offset, the images of a batch go in chunks of at least this many output positions (each
 #: chunk's GEMMs repack the (O, C) weights of every offset: measured on fc6 at batch 8, chunks of
 #: 4 images 3-8% faster than chunks of 2). Only the chunks' size, fixed by the layer's shape,
-#: decides the GEMM shapes, never the thread count (see ``_threads``).
+#: decides the GEMM shapes, never the thread count (see ``batch_threads``).
 BY_OFFSET_MIN_COLUMNS = 1024
 
 
 def _chunk_size(by_offset, out_hw):
-    """Images per chunk (``_threads.batch_chunks``): by offset, enough for
+    """Images per chunk (``batch_threads.batch_chunks``): by offset, enough for
     ``BY_OFFSET_MIN_COLUMNS``, rounded up to a power of two so that the chunks split the usual
     batch sizes evenly (fc6 on 19x19: 4); im2col works image by image, so one."""
     if not by_offset:
@@ -270,15 +277,15 @@ def _offset_blocks(xp, x, out_hw, kernel, stride, padding, dilation):
 
 def correlate(xp, x, weight, stride, padding, dilation, out):
     """The forward convolution without bias, written into ``out`` (the images in chunks, split
-    across threads on the CPU, see ``_threads``).
+    across threads on the CPU, see ``batch_threads``).
 
     x: (N, C, H, W); weight: (O, C, kh, kw); out: (N, O, Ho, Wo) C-contiguous.
     im2col: ``out[i][:, band] = W2 @ cols``. By offset (when im2col would be mostly padding):
     ``out[:, :, ro, co] += W[:, :, u, v] @ xs`` for each offset, zeros never multiplied.
-    3x3 stride-1 layers with enough channels go through Winograd F(2x2, 3x3) (``_winograd``)."""
-    if _winograd.applies(weight.shape[2:], stride, dilation, x.shape[1], weight.shape[0],
+    3x3 stride-1 layers with enough channels go through Winograd F(2x2, 3x3) (``winograd``)."""
+    if winograd.applies(weight.shape[2:], stride, dilation, x.shape[1], weight.shape[0],
                          out.shape[2:]):
-        _winograd.correlate(xp, x, weight, padding, out)
+        winograd.correlate(xp, x, weight, padding, out)
         return
     by_offset = _by_offset(x.shape, out.shape[2:], weight.shape[2:], stride, padding, dilation)
     wk = _offset_weights(xp, weight) if by_offset else None
@@ -292,7 +299,7 @@ def _macs(weight, out):
 
 
 def _correlate(xp, x, weight, stride, padding, dilation, out, chunks, wk):
-    """The worker of ``correlate`` (see ``_threads.over_chunks``): each chunk ``[lo, hi)`` of
+    """The worker of ``correlate`` (see ``batch_threads.over_chunks``): each chunk ``[lo, hi)`` of
     ``x`` into ``out[lo:hi]``. ``wk`` (``_offset_weights``) is given exactly when the
     convolution goes by offset."""
     n, o, ho, wo = out.shape
@@ -315,9 +322,9 @@ def _correlate(xp, x, weight, stride, padding, dilation, out, chunks, wk):
 
 def backward(xp, x, g, weight, stride, padding, dilation, need_input, need_weight):
     """``(dx, dW)`` of ``correlate`` (None where not needed), given g = dL/dout C-contiguous."""
-    if _winograd.applies(weight.shape[2:], stride, dilation, x.shape[1], weight.shape[0],
+    if winograd.applies(weight.shape[2:], stride, dilation, x.shape[1], weight.shape[0],
                          g.shape[2:]):
-        return _winograd.backward(xp, x, g, weight, padding, need_input, need_weight)
+        return winograd.backward(xp, x, g, weight, padding, need_input, need_weight)
     gw = weight_grad(xp, x, g, weight.shape[2:], stride, padding, dilation) if need_weight \
         else None
     gx = input_grad(xp, g, weight, x.shape, stride, padding, dilation) if need_input else None
@@ -328,7 +335,7 @@ def weight_grad(xp, x, g, kernel, stride, padding, dilation):
     """``dW`` (O, C, kh, kw) from x (N, C, H, W) and g (N, O, Ho, Wo) C-contiguous:
     ``dW2 = sum_i g[i] @ cols[i].T`` band by band, or by offset
     ``dW[:, :, u, v] = g[:, :, ro, co] @ xs.T`` (the images of a chunk side by side). Each
-    chunk's sum is formed alone, and the chunks' sums are added in order (``_threads``)."""
+    chunk's sum is formed alone, and the chunks' sums are added in order (``batch_threads``)."""
     n, o = g.shape[:2]
     c = x.shape[1]
     by_offset = _by_offset(x.shape, g.shape[2:], kernel, stride, padding, dilation)

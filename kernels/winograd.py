@@ -21,14 +21,14 @@ Images go in groups of at least ``MIN_GEMM_COLUMNS`` tiles (side by side in the 
 large maps one image at a time), and each group in bands of tile rows, so that a band's ``V``
 and ``M`` stay cache-sized (``_band_tile_rows``). The transforms work on whole strided planes
 (row pass, then column pass), never on single tiles. On the CPU a group is the chunk of images
-that one batch thread takes (``_threads``): the groups, so the GEMMs' shapes, depend on the
+that one batch thread takes (``batch_threads``): the groups, so the GEMMs' shapes, depend on the
 batch size and the layer's shape only, and ``dU`` is summed per group, then over the groups in
 order; so the results do not depend on the thread count.
 """
 
 from __future__ import annotations
 
-from ._threads import one_blas_thread, over_batch, over_chunks, sum_over_chunks
+from .batch_threads import one_blas_thread, over_batch, over_chunks, sum_over_chunks
 
 # Lavin & Gray's F(2x2, 3x3) matrices (points 0, 1, -1, infinity)
 BT = ((1, 0, -1, 0),
@@ -245,7 +245,7 @@ def _macs(weight, out):
 
 
 def _correlate(xp, x, u, padding, out, chunks):
-    """The worker of ``correlate`` (see ``_threads.over_chunks``): each chunk of ``x`` into the
+    """The worker of ``correlate`` (see ``batch_threads.over_chunks``): each chunk of ``x`` into the
     same images of ``out``, group by group."""
     n, c = x.shape[:2]
     o = u.shape[2]

@@ -1,8 +1,8 @@
-"""Winograd F(2x2, 3x3) (``minissd.autograd._winograd``): the matrices satisfy the minimal
-filtering identity, and conv2d through Winograd gives the numbers of the im2col path (itself
-checked against torch) for the forward pass and both gradients, on hypothesis-drawn shapes and
-paddings, with one and several bands, bit for bit on any thread count; its gradients pass
-gradcheck."""
+"""Winograd F(2x2, 3x3) (``minissd.kernels.winograd``): the matrices satisfy the minimal
+filtering identity, and conv2d through Winograd gives the numbers of the readable reference
+(``conv2d_reference``: im2col and one product) for the forward pass and all gradients, in
+float64 on hypothesis-drawn shapes and paddings, with one and several bands, bit for bit on any
+thread count; its gradients pass gradcheck."""
 
 import contextlib
 
@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from minissd.kernels import batch_threads as _threads
+from minissd.kernels import winograd as _winograd
 
-from minissd.autograd import Tensor, _threads, _winograd, gradcheck
+from minissd.autograd import Tensor, gradcheck
 from minissd.autograd import functional as F
 
 seeds = st.integers(0, 2**32 - 1)
@@ -56,11 +58,11 @@ def forced(winograd, band_bytes=_winograd.CPU_BAND_BYTES, threads=None,
                 os.environ["MINISSD_NUM_THREADS"] = saved[4]
 
 
-def _conv(arrays, padding, need_input=True, bias=True):
+def _conv(arrays, padding, need_input=True, bias=True, conv2d=F.conv2d):
     """Output and gradients (x, weight, bias) of conv2d under a fixed upstream gradient."""
     x, w, b = (Tensor(a.copy(), requires_grad=req) for a, req in
                zip(arrays, (need_input, True, True)))
-    y = F.conv2d(x, w, b if bias else None, padding=padding)
+    y = conv2d(x, w, b if bias else None, padding=padding)
     g = np.random.default_rng(1).standard_normal(y.shape).astype(y.dtype)
     y.backward(g)
     return [y.data, x.grad, w.grad] + ([b.grad] if bias else [])
@@ -80,13 +82,12 @@ def case(draw):
 @settings(max_examples=60, deadline=None)
 @given(case=case(), band_bytes=st.sampled_from([1, 3000, 1 << 20]),
        group_columns=st.sampled_from([1, 20, 384]), need_input=st.booleans(), bias=st.booleans())
-def test_winograd_equals_im2col(case, band_bytes, group_columns, need_input, bias):
+def test_winograd_equals_the_reference(case, band_bytes, group_columns, need_input, bias):
     """``band_bytes`` 1: one tile row per band; 3000: a few; 1 MiB: the whole image.
     ``group_columns`` 1: one image per group; 20: groups of a few images, the last one often
     smaller."""
     arrays, padding = case
-    with forced(False):
-        reference = _conv(arrays, padding, need_input, bias)
+    reference = _conv(arrays, padding, need_input, bias, conv2d=F.conv2d_reference)
     with forced(True, band_bytes, group_columns=group_columns):
         ours = _conv(arrays, padding, need_input, bias)
     for a, b in zip(ours, reference):

@@ -1,4 +1,4 @@
-"""Batch parallelism (``minissd.autograd._threads``): the results do not depend on the thread
+"""Batch parallelism (``minissd.kernels.batch_threads``): the results do not depend on the thread
 count, bit for bit. conv2d (im2col, by offset, Winograd) and max_pool2d, forward and all
 gradients, float32 and float64, are compared between 1, 2, 3 and 4 threads (with the work
 threshold at zero, so that even tiny batches split) on hypothesis-drawn shapes, chunk and band
@@ -14,8 +14,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from minissd.kernels import batch_threads as _threads
+from minissd.kernels import conv as _conv
+from minissd.kernels import winograd as _winograd
 
-from minissd.autograd import Tensor, _conv_impl, _threads, _winograd, gradcheck
+from minissd.autograd import Tensor, gradcheck
 from minissd.autograd import functional as F
 
 THREAD_COUNTS = (2, 3, 4)  # each compared with one thread
@@ -39,9 +42,9 @@ def test_thread_count_from_the_environment(monkeypatch):
 @contextlib.contextmanager
 def threads(count, **module_settings):
     """``count`` threads, no minimum work, and ``module_settings`` (``"module.NAME": value`` for
-    ``_conv_impl``, ``_winograd``) for the block (hypothesis refuses function-scoped fixtures:
-    no monkeypatch)."""
-    modules = {"conv": _conv_impl, "winograd": _winograd}
+    ``kernels.conv``, ``kernels.winograd``) for the block (hypothesis refuses function-scoped
+    fixtures: no monkeypatch)."""
+    modules = {"conv": _conv, "winograd": _winograd}
     targets = [(modules[key.split(".")[0]], key.split(".")[1], value)
                for key, value in module_settings.items()]
     saved = ([(m, name, getattr(m, name)) for m, name, _ in targets],
