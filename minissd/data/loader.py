@@ -10,6 +10,12 @@ and sample ``i`` of epoch ``e`` is augmented with ``default_rng([AUGMENT, seed, 
 Neither depends on which process loads the sample, so the same seed gives the same
 batches for any ``num_workers``.
 
+Shards (data-parallel training, ``minissd.distributed``): with ``num_shards=K``, the loader
+of process ``shard_rank`` serves its contiguous piece of every batch (``numpy.array_split``'s
+rule, ``minissd.distributed.shard``), so the K loaders together serve each batch of one loader
+exactly once, in the same order and with the same augmentation. Every piece must hold a
+sample (each process runs every step): a batch smaller than K is refused up front.
+
 Iteration: ``for batch in loader`` runs the next epoch (the loader counts epochs);
 ``loader.epoch(e)`` runs epoch ``e``; ``loader.forever()`` runs epoch after epoch and
 never raises ``StopIteration`` (ssd.pytorch #214: a training loop built on ``next()``
@@ -55,6 +61,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..distributed.sharding import shard, shard_bounds
 from .voc import VOCDataError
 
 __all__ = [
@@ -102,6 +109,8 @@ class Batch(NamedTuple):
     labels   list of B int64 (K_i,) arrays, 0-based object classes
     indices  int64 (B,) dataset indices of the samples
     epoch    the epoch this batch belongs to
+
+    With shards, B is this shard's part of the global batch.
     """
 
     images: np.ndarray
@@ -216,6 +225,8 @@ class DataLoader:
         num_workers: 0 loads in this process; N > 0 uses N spawned worker processes.
         transform: ``transform(image, boxes, labels, rng) -> (image, boxes, labels)``.
         drop_last: drop the last batch of an epoch when it is smaller than batch_size.
+        shard_rank, num_shards: serve only piece ``shard_rank`` of ``num_shards`` of every
+            batch (see the module docstring); ``batch_size`` stays the whole batch's.
 
     Call :meth:`close` (or use ``with DataLoader(...) as loader:``) to stop workers.
     """
@@ -229,6 +240,8 @@ class DataLoader:
         num_workers: int = 0,
         transform: Callable | None = None,
         drop_last: bool = False,
+        shard_rank: int = 0,
+        num_shards: int = 1,
     ):
         if not isinstance(batch_size, int | np.integer) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
@@ -252,6 +265,15 @@ class DataLoader:
                 f"no batches: dataset has {len(dataset)} samples, batch_size={batch_size}, "
                 f"drop_last={drop_last}"
             )
+        self.shard_rank, self.num_shards = int(shard_rank), int(num_shards)
+        shard_bounds(0, self.shard_rank, self.num_shards)  # ValueError for a bad pair
+        smallest = min(self.batch_size, len(dataset) - (len(self) - 1) * self.batch_size)
+        if smallest < self.num_shards:
+            raise ValueError(
+                f"num_shards={num_shards}: every batch must hold at least one sample per "
+                f"shard, but a batch of this loader holds {smallest} (dataset of "
+                f"{len(dataset)} samples, batch_size={batch_size}, drop_last={drop_last})"
+            )
 
     def __len__(self) -> int:
         """Batches per epoch."""
@@ -268,7 +290,8 @@ class DataLoader:
     def _batches_of(self, epoch: int) -> Iterator[tuple[int, np.ndarray]]:
         order = self.order(epoch)
         for b in range(len(self)):
-            yield epoch, order[b * self.batch_size : (b + 1) * self.batch_size]
+            batch = order[b * self.batch_size : (b + 1) * self.batch_size]
+            yield epoch, shard(batch, self.shard_rank, self.num_shards)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         """The batches of one epoch."""

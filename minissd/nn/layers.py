@@ -87,6 +87,11 @@ class BatchNorm2d(Module):
     (``running = (1 - momentum) running + momentum batch``, the unbiased variance, as PyTorch);
     eval mode uses the running statistics. Not in the SSD paper (its VGG has none): the small
     model trained from scratch uses it.
+
+    ``comm``: None, or a communicator of several processes that each hold a shard of the batch
+    (``minissd.distributed``): training mode then normalises with the statistics of the whole
+    batch across the processes, and updates the running ones with them
+    (``minissd.distributed.sync_batch_norm``; the trainer sets it unless told not to).
     """
 
     def __init__(self, channels, eps=1e-5, momentum=0.1, dtype=np.float32):
@@ -96,11 +101,18 @@ class BatchNorm2d(Module):
         self.register_buffer("running_mean", np.zeros(channels, dtype=dtype))
         self.register_buffer("running_var", np.ones(channels, dtype=dtype))
         self.eps, self.momentum = eps, momentum
+        self.comm = None
 
     def forward(self, x):
         if self.training:
-            y, mean, var = F.batch_norm(x, self.weight, self.bias, self.eps)
-            n = x.size // x.shape[1]
+            if self.comm is not None and self.comm.size > 1:
+                from ..distributed.sync_batch_norm import sync_batch_norm
+
+                y, mean, var, n = sync_batch_norm(x, self.weight, self.bias, self.eps,
+                                                  self.comm)
+            else:
+                y, mean, var = F.batch_norm(x, self.weight, self.bias, self.eps)
+                n = x.size // x.shape[1]
             m = self.momentum
             self._buffers["running_mean"] = (1 - m) * self._buffers["running_mean"] + m * mean
             self._buffers["running_var"] = ((1 - m) * self._buffers["running_var"]

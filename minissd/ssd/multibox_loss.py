@@ -9,6 +9,10 @@
   image, the negatives (background boxes) are ranked by their confidence loss
   ``-log p(background)``, highest first (ties: lower prior index first), and at most
   ``neg_pos_ratio`` (3) per positive of that image are kept.
+
+Every term is a sum over images (the mining is per image), so the loss of a batch split into
+shards is the sum of the shards' losses when each shard divides by the whole batch's ``N``
+(``num_positives``): data-parallel training relies on it.
 """
 
 from __future__ import annotations
@@ -65,7 +69,8 @@ def hard_negative_mask(conf_loss, labels, neg_pos_ratio):
     return positive | (rank < num_neg)
 
 
-def multibox_loss(loc, conf, loc_targets, labels, config: LossConfig | None = None):
+def multibox_loss(loc, conf, loc_targets, labels, config: LossConfig | None = None,
+                  num_positives: int | None = None):
     """The MultiBox loss of a batch.
 
     Args:
@@ -73,6 +78,11 @@ def multibox_loss(loc, conf, loc_targets, labels, config: LossConfig | None = No
         conf: Tensor ``(N, P, C)`` class scores (unnormalised).
         loc_targets: array ``(N, P, 4)`` encoded ground-truth offsets (``build_targets``).
         labels: array ``(N, P)`` int, 0 = background.
+        num_positives: the ``N`` to divide by; default: the positives in ``labels``. In
+            data-parallel training each process holds a shard of the global batch and passes
+            the global batch's count (summed over the processes), so that the processes' losses
+            add up to the global batch's loss, and their gradients to its gradient
+            (``minissd.distributed``).
     Returns:
         ``(loss, loc_loss, conf_loss)``: Tensors, each already divided by ``N``; ``loss`` is the
         one to call ``backward`` on, the parts are for logging.
@@ -86,7 +96,7 @@ def multibox_loss(loc, conf, loc_targets, labels, config: LossConfig | None = No
     config = config or LossConfig()
     xp = get_array_module(labels)
     positive = labels > 0
-    n = int(positive.sum())
+    n = int(positive.sum()) if num_positives is None else int(num_positives)
     ce = cross_entropy(conf, labels)  # (N, P)
     selected = hard_negative_mask(ce.data, labels, config.neg_pos_ratio)
     conf_loss = (ce * selected.astype(ce.dtype)).sum()
