@@ -302,6 +302,7 @@ def _train_fields(a) -> dict:
 def cmd_train(a, argv):
     from dataclasses import replace
 
+    from .distributed import world
     from .runfolder import RunFolder
     from .train import TrainConfig, read_checkpoint_config, train
 
@@ -313,9 +314,14 @@ def cmd_train(a, argv):
         # change but how long, where and how often to checkpoint)
         typed = _train_fields(_parser(given_only=True).parse_args(argv))
         folder = RunFolder(a.out)
-        if not folder.checkpoint.exists():
-            raise FileNotFoundError(f"--resume: no checkpoint at {folder.checkpoint}")
-        saved = read_checkpoint_config(folder.checkpoint)
+        comm = world()  # several processes (mpiexec): rank 0 reads, the others are told
+        saved = None
+        with comm.all_or_none():
+            if comm.is_root:
+                if not folder.checkpoint.exists():
+                    raise FileNotFoundError(f"--resume: no checkpoint at {folder.checkpoint}")
+                saved = read_checkpoint_config(folder.checkpoint)
+        saved = comm.bcast(saved)
         if "extra" in typed:
             typed["extra"] = {**saved.extra, **typed["extra"]}
         config = replace(saved, **typed)
@@ -324,7 +330,8 @@ def cmd_train(a, argv):
             raise ValueError("--data is required (the dataset folder), unless --resume")
         config = TrainConfig(**fields)
     train(config, resume=a.resume, overwrite=a.overwrite)
-    print(f"weights, metrics and loss curve in {a.out}")
+    if world().is_root:
+        print(f"weights, metrics and loss curve in {a.out}")
 
 
 def cmd_eval(a, argv):
@@ -468,6 +475,12 @@ def _close_progress_bars():
             bar.close()
 
 
+def _launched_rank():
+    from .distributed.communicator import launched_rank
+
+    return launched_rank()
+
+
 def main(argv=None):
     """Run ``minissd ARGV``; returns the exit status (0, 2 for an error, 130 interrupted)."""
     import os
@@ -497,6 +510,8 @@ def main(argv=None):
             if debug:
                 raise
             _close_progress_bars()
+            if args.command == "train" and _launched_rank() not in (None, 0):
+                return 2  # several processes: rank 0 reports the error (naming the rank)
             from .train import NonFiniteLossError
 
             expected = isinstance(exc, ValueError | OSError | RuntimeError | NonFiniteLossError

@@ -20,10 +20,16 @@ uninterrupted one would have seen. Only the fields in ``RUN_FIELDS`` (how long, 
 often to checkpoint) may change on resume; any other difference from the checkpoint's config is
 refused with the list of differences. A non-finite loss stops training with
 ``NonFiniteLossError`` before the update, leaving the last good checkpoint in place.
+
+Several processes: ``mpiexec -n K minissd train ...`` (or ``train()`` in K processes that
+``mpiexec`` started) trains one model with K processes, the global batch ``batch_size`` split
+across them, to the numbers of one process (``minissd.distributed``; batch norm synchronised
+unless ``sync_batch_norm=False``). A run resumes with any number of processes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -35,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import distributed
 from .allocator import keep_freed_memory
 from .autograd import Tensor
 from .autograd.functional import NonFiniteError
@@ -56,6 +63,7 @@ RUN_FIELDS = ("iterations", "device", "num_workers", "checkpoint_every", "out_di
 
 OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("cpu", "gpu")
+DTYPES = ("float32", "float64")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -102,6 +110,8 @@ class TrainConfig:
     out_dir: str = "runs/train"
     init_weights: str | None = None  # .npz of (some) weights to start from, e.g. a VGG base
     progress: bool = True
+    dtype: str = "float32"  # the model's; "float64" for reference runs (e.g. the parity tests)
+    sync_batch_norm: bool = True  # several processes: batch norm over the global batch
     extra: dict = field(default_factory=dict)  # model config overrides
 
     def to_json(self) -> str:
@@ -125,7 +135,7 @@ class TrainConfig:
                 or any(a >= b for a, b in zip(ms, ms[1:])):
             raise ConfigError("milestones", f"must be increasing iterations > 0, got {ms!r}")
         for name, allowed in (("model", tuple(MODELS)), ("optimizer", OPTIMIZERS),
-                              ("device", DEVICES)):
+                              ("device", DEVICES), ("dtype", DTYPES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(name, f"must be one of {', '.join(allowed)}, got "
                                         f"{getattr(self, name)!r}")
@@ -193,7 +203,8 @@ def _comparable(value):
 def build_model(config: TrainConfig, num_classes: int) -> SSD:
     if config.model not in MODELS:
         raise ValueError(f"model must be one of {sorted(MODELS)}, got {config.model!r}")
-    return SSD(MODELS[config.model](num_classes + 1, **config.extra), seed=config.seed)
+    return SSD(MODELS[config.model](num_classes + 1, **config.extra), seed=config.seed,
+               dtype=np.dtype(config.dtype))
 
 
 def build_optimizer(config: TrainConfig, model):
@@ -298,33 +309,85 @@ def plot_metrics(csv_path, png_path):
 
 # ------------------------------------------------------------------ the loop
 
-def train(config: TrainConfig, resume: bool = False, dataset=None, overwrite: bool = False):
+def train(config: TrainConfig, resume: bool = False, dataset=None, overwrite: bool = False,
+          comm=None):
     """Train a model; returns ``(model, rows)`` where rows are this run's metric dicts.
 
     ``resume``: continue ``out_dir``'s checkpoint (``config`` may change only ``RUN_FIELDS``).
     ``overwrite``: start afresh in a folder that already holds a run (refused otherwise).
+
+    Several processes (``minissd.distributed``): in a process that ``mpiexec -n K`` started
+    (or given ``comm``), the K processes train one model together. Every process calls
+    ``train`` with the same arguments; ``batch_size`` is the global batch, split across them;
+    rank 0 alone reads and writes the run folder (its lock, checkpoints, metrics, plots and the
+    progress bar) and hands its starting weights to the others. Every process returns the same
+    model and rows. An error in the setup raises on every process (a ``PeerError`` naming the
+    failing rank on the others); an error on one process during training prints
+    ``minissd: rank r of K: <error>`` and ends every process (``MPI_Abort``).
     """
-    config = config.check()
+    comm = distributed.world() if comm is None else comm
     folder = RunFolder(config.out_dir)
-    folder.create()
-    with folder.lock():
-        folder.remove_temporaries()  # left by a kill during an atomic write
+    with contextlib.ExitStack() as held:  # rank 0's folder lock and the loader, to the end
         start, states = 0, None
-        if resume:
-            config, start, states = _resume_point(folder, config)
-        elif folder.checkpoint.exists() and not overwrite:
-            raise RunFolderError(
-                f"{folder.path} already holds a training run ({folder.checkpoint.name}); "
-                f"resume it (--resume) or start afresh (--overwrite), or choose another --out")
-        else:
-            for stale in (folder.checkpoint, folder.weights, folder.loss_plot,
-                          folder.data_report):
-                stale.unlink(missing_ok=True)
-        config = config.resolved()
-        atomic_write_text(folder.config, config.to_json())
-        if dataset is None:
-            dataset = load_dataset(config, config.train_split, folder.data_report)
-        return _train_loop(config, folder, dataset, start, states)
+        with comm.all_or_none():  # an error on any process stops every process, in order
+            config = _check_for_processes(config.check(), comm)
+            if comm.is_root:
+                folder.create()
+                held.enter_context(folder.lock())
+                folder.remove_temporaries()  # left by a kill during an atomic write
+                config, start, states = _start_point(folder, config, resume, overwrite)
+        config, start = comm.bcast((config, start))  # a resumed run's settings, to every process
+        if config.device == "cpu":
+            distributed.share_cpu_cores(comm)
+        with comm.all_or_none():
+            if dataset is None:
+                dataset = _load_dataset_once(config, folder, comm)
+            setup = _setup(config, dataset, states, comm)
+            held.enter_context(setup.loader)
+        with comm.stop_all_on_error():  # with collectives: one failing process ends them all
+            _share_rank0_state(setup, comm, start)
+            rows = _train_loop(config, folder, setup, start, comm)
+        with comm.all_or_none():
+            if comm.is_root:
+                save_npz(folder.weights, setup.model.state_dict())
+                plot_metrics(folder.metrics, folder.loss_plot)
+        return setup.model, rows
+
+
+def _check_for_processes(config: TrainConfig, comm) -> TrainConfig:
+    """Refuse a global batch that cannot give every process an image."""
+    if config.batch_size < comm.size:
+        raise ConfigError("batch_size", f"must be at least the number of processes "
+                                        f"({comm.size}), each of which takes a part of every "
+                                        f"batch; got {config.batch_size}")
+    return config
+
+
+def _start_point(folder: RunFolder, config: TrainConfig, resume: bool, overwrite: bool):
+    """``(config, start iteration, states or None)`` of the run in ``folder`` (rank 0, lock
+    held); writes ``config.json``."""
+    start, states = 0, None
+    if resume:
+        config, start, states = _resume_point(folder, config)
+    elif folder.checkpoint.exists() and not overwrite:
+        raise RunFolderError(
+            f"{folder.path} already holds a training run ({folder.checkpoint.name}); "
+            f"resume it (--resume) or start afresh (--overwrite), or choose another --out")
+    else:
+        for stale in (folder.checkpoint, folder.weights, folder.loss_plot, folder.data_report):
+            stale.unlink(missing_ok=True)
+    config = config.resolved()
+    atomic_write_text(folder.config, config.to_json())
+    return config, start, states
+
+
+def _load_dataset_once(config: TrainConfig, folder: RunFolder, comm):
+    """The training set, on every process; rank 0 alone reports what the reader repaired."""
+    if comm.is_root:
+        return load_dataset(config, config.train_split, folder.data_report)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the same warnings as rank 0's
+        return load_dataset(config, config.train_split)
 
 
 def _resume_point(folder: RunFolder, config: TrainConfig):
@@ -352,97 +415,148 @@ def _resume_point(folder: RunFolder, config: TrainConfig):
         model_state, optim_state)
 
 
-def _train_loop(config: TrainConfig, folder: RunFolder, dataset, start: int, states):
+@dataclass
+class _Setup:
+    """What the loop works with, made once per run (on every process)."""
+
+    model: SSD
+    optimizer: object  # SGD or Adam
+    schedule: MultiStepLR
+    priors: np.ndarray  # (P, 4) default boxes in the model's dtype (matching runs on the CPU)
+    variances: tuple
+    xp: object  # numpy or cupy
+    loader: object  # DataLoader of this process's shards
+    sum_gradients: distributed.GradientAllreduce
+
+
+def _setup(config: TrainConfig, dataset, states, comm) -> _Setup:
+    """The model, optimiser, schedule and loader. Only rank 0 reads weights (``init_weights``
+    or the checkpoint's ``states``); ``_share_rank0_state`` hands them to the others."""
     from .data import DataLoader
     from .data.transforms import AUGMENTATIONS, SSDAugmentation, SSDTransformEval
 
     keep_freed_memory()  # big temporaries without page faults (see minissd.allocator)
+    if config.device == "gpu":
+        comm.select_gpu()  # one GPU per process: device = rank on this machine
     model = build_model(config, len(dataset.class_names))
     size = model.config.image_size
-    if config.init_weights and states is None:
+    if config.init_weights and states is None and comm.is_root:
         _load_init_weights(model, config.init_weights)
-    xp = xp_for(config.device)
     model.to(config.device)
     optimizer = build_optimizer(config, model)
     if states is not None:
         model.load_state_dict(states[0])
         optimizer.load_state_dict(states[1])
+    if config.sync_batch_norm and comm.size > 1:
+        distributed.synchronise_batch_norm(model, comm)
     schedule = MultiStepLR(config.lr, tuple(config.milestones), config.gamma,
                            config.warmup_iters, config.warmup_factor)
-    priors = model.priors()  # matching runs on the CPU (Numba kernels)
-    variances = model.config.priors.variances
     transform = (SSDAugmentation(size, model.config.mean, AUGMENTATIONS[config.augmentation])
                  if config.augment else SSDTransformEval(size, mean=model.config.mean))
-    ckpt_path = folder.checkpoint
-    metrics_path = folder.metrics
-    rows = _read_metrics(metrics_path, up_to=start)
-    _write_metrics(metrics_path, rows)
+    loader = DataLoader(dataset, config.batch_size, shuffle=True, seed=config.seed,
+                        num_workers=config.num_workers, transform=transform,
+                        drop_last=len(dataset) >= config.batch_size,
+                        shard_rank=comm.rank, num_shards=comm.size)
+    return _Setup(model, optimizer, schedule, model.priors(np.dtype(config.dtype)),
+                  model.config.priors.variances, xp_for(config.device), loader,
+                  distributed.GradientAllreduce(model.parameters(), comm))
+
+
+def _share_rank0_state(setup: _Setup, comm, start: int) -> None:
+    """Rank 0's weights, buffers and optimiser state on every process (a collective): rank 0
+    read the checkpoint or the initial weights, the others built the model from the seed."""
+    if comm.size == 1:
+        return
+    model, optimizer = setup.model, setup.optimizer
+    state = comm.bcast((model.state_dict(), optimizer.state_dict()) if comm.is_root else None)
+    if not comm.is_root:
+        model.load_state_dict(state[0])
+        optimizer.load_state_dict(state[1])
+    distributed.check_identical(model, comm, iteration=start)
+
+
+def _train_loop(config: TrainConfig, folder: RunFolder, setup: _Setup, start: int, comm):
+    """Iterations ``start`` to ``config.iterations``; returns their metric rows. Rank 0 writes
+    the metrics, the checkpoints and the progress bar."""
+    root = comm.is_root
+    if root:
+        _write_metrics(folder.metrics, _read_metrics(folder.metrics, up_to=start))
     new_rows = []
-    bar = None
-    with DataLoader(dataset, config.batch_size, shuffle=True, seed=config.seed,
-                    num_workers=config.num_workers, transform=transform,
-                    drop_last=len(dataset) >= config.batch_size) as loader:
-        per_epoch = len(loader)
-        batches = loader.forever(start_epoch=start // per_epoch)
-        for _ in range(start % per_epoch):  # the batches the checkpointed run already used
-            next(batches)
-        bar = _progress(config, start)
-        try:
-            with open(metrics_path, "a", newline="") as metrics_file:
-                writer = csv.DictWriter(metrics_file, METRIC_COLUMNS)
-                for it in range(start, config.iterations):
-                    row = _step(it, model, optimizer, schedule, next(batches), priors,
-                                variances, xp, ckpt_path)
-                    writer.writerow(row)
-                    metrics_file.flush()
-                    new_rows.append(row)
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix(loss=f"{row['loss']:.3f}", loc=f"{row['loc_loss']:.3f}",
-                                        conf=f"{row['conf_loss']:.3f}",
-                                        img_s=f"{row['images_per_s']:.1f}")
-                    done = it + 1
-                    if done % config.checkpoint_every == 0 or done == config.iterations:
-                        save_checkpoint(ckpt_path, model, optimizer, done, config)
-        finally:
-            if bar is not None:  # an error is then printed on its own line, not on the bar's
-                bar.close()
-    save_npz(folder.weights, model.state_dict())
-    plot_metrics(metrics_path, folder.loss_plot)
-    return model, new_rows
-
-
-def _step(it, model, optimizer, schedule, batch, priors, variances, xp, ckpt_path) -> dict:
-    """One SGD step on ``batch``; returns its row of ``metrics.csv``."""
-    tic = time.perf_counter()
-    optimizer.lr = schedule(it)
-    loc_t, labels = build_targets(batch.boxes, batch.labels, priors,
-                                  model.config.loss.iou_threshold, variances)
+    per_epoch = len(setup.loader)
+    batches = setup.loader.forever(start_epoch=start // per_epoch)
+    for _ in range(start % per_epoch):  # the batches the checkpointed run already used
+        next(batches)
+    bar = _progress(config, start) if root else None
     try:
-        loc, conf = model(Tensor(xp.asarray(batch.images)))
+        with (open(folder.metrics, "a", newline="") if root else contextlib.nullcontext()) \
+                as metrics_file:
+            writer = csv.DictWriter(metrics_file, METRIC_COLUMNS) if root else None
+            for it in range(start, config.iterations):
+                row = _step(it, setup, next(batches), folder.checkpoint, comm)
+                new_rows.append(row)
+                done = it + 1
+                if comm.size > 1 and (done == start + 1 or done % distributed.CHECK_EVERY == 0
+                                      or done == config.iterations):
+                    distributed.check_identical(setup.model, comm, done)
+                if not root:
+                    continue
+                writer.writerow(row)
+                metrics_file.flush()
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{row['loss']:.3f}", loc=f"{row['loc_loss']:.3f}",
+                                    conf=f"{row['conf_loss']:.3f}",
+                                    img_s=f"{row['images_per_s']:.1f}")
+                if done % config.checkpoint_every == 0 or done == config.iterations:
+                    save_checkpoint(folder.checkpoint, setup.model, setup.optimizer, done,
+                                    config)
+    finally:
+        if bar is not None:  # an error is then printed on its own line, not on the bar's
+            bar.close()
+    return new_rows
+
+
+def _step(it, setup: _Setup, batch, ckpt_path, comm) -> dict:
+    """One SGD step on ``batch``, this process's shard of the global batch; returns its row of
+    ``metrics.csv``, with the global batch's loss, positives and images per second.
+
+    With several processes: the loss is divided by the global batch's positives and the
+    gradients are summed over the processes, so every process applies the update one process
+    would compute on the whole batch (``minissd.distributed``)."""
+    tic = time.perf_counter()
+    model, optimizer, xp = setup.model, setup.optimizer, setup.xp
+    optimizer.lr = setup.schedule(it)
+    loc_t, labels = build_targets(batch.boxes, batch.labels, setup.priors,
+                                  model.config.loss.iou_threshold, setup.variances)
+    positives, images = (int(v) for v in comm.allreduce(
+        np.array([(to_numpy(labels) > 0).sum(), len(batch.images)], dtype=np.int64)))
+    try:
+        loc, conf = model(Tensor(xp.asarray(batch.images, dtype=setup.priors.dtype)))
     except NonFiniteError as exc:  # activations overflowed inside the network
         raise NonFiniteLossError(f"iteration {it}: {exc}; training stopped. "
                                  + _last_good(ckpt_path)) from None
     loss, loc_loss, conf_loss = multibox_loss(
-        loc, conf, xp.asarray(loc_t), xp.asarray(labels), model.config.loss)
-    value = loss.item()
-    if not np.isfinite(value):
-        raise NonFiniteLossError(
-            f"iteration {it}: loss is {value} (loc {loc_loss.item()}, conf "
-            f"{conf_loss.item()}); training stopped before the update. "
-            + _last_good(ckpt_path))
+        loc, conf, xp.asarray(loc_t), xp.asarray(labels), model.config.loss,
+        num_positives=positives)
+    value, loc_value, conf_value = (float(v) for v in comm.allreduce(
+        np.array([loss.item(), loc_loss.item(), conf_loss.item()])))
+    if not np.isfinite(value):  # the global loss: every process stops here
+        raise distributed.on_every_rank(NonFiniteLossError(
+            f"iteration {it}: loss is {value} (loc {loc_value}, conf {conf_value}); training "
+            f"stopped before the update. " + _last_good(ckpt_path)))
     optimizer.zero_grad()
     loss.backward()
+    setup.sum_gradients()
     optimizer.step()
     bad = [n for n, p in model.named_parameters() if not xp.isfinite(p.data).all()]
-    if bad:
-        raise NonFiniteLossError(
+    if bad:  # the same weights on every process: every process stops here
+        raise distributed.on_every_rank(NonFiniteLossError(
             f"iteration {it}: the update made {len(bad)} parameters non-finite "
-            f"(first: {bad[0]}; loss was {value:.4g}). " + _last_good(ckpt_path))
+            f"(first: {bad[0]}; loss was {value:.4g}). " + _last_good(ckpt_path)))
     seconds = time.perf_counter() - tic
-    return dict(iteration=it, lr=optimizer.lr, loss=value, loc_loss=loc_loss.item(),
-                conf_loss=conf_loss.item(), positives=int(to_numpy(labels > 0).sum()),
-                images_per_s=len(batch.images) / seconds, seconds=seconds)
+    return dict(iteration=it, lr=optimizer.lr, loss=value, loc_loss=loc_value,
+                conf_loss=conf_value, positives=positives, images_per_s=images / seconds,
+                seconds=seconds)
 
 
 def _load_init_weights(model, path):
