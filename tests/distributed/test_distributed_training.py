@@ -69,6 +69,12 @@ def _mpiexec():
     return command
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _mpi_available():
+    """Skip the module at once (before any reference run) without mpi4py or mpiexec."""
+    _mpiexec()
+
+
 def _launch(args, timeout=LAUNCH_TIMEOUT_S):
     """Run ``mpiexec -n 2 [--oversubscribe] ARGS``; returns (completed process, seconds)."""
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
