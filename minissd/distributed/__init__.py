@@ -22,7 +22,8 @@ progress bar). The modules, one concept each:
     communicator.py     ranks, collectives, failure handling (``world()``)
     sharding.py         which samples of a batch a process loads
     gradients.py        the bucketed gradient allreduce; the weight check
-    sync_batch_norm.py  batch norm over all processes (an autograd op with its backward)
+    batch_norm.py       points a model's batch norm at the communicator (the op, an autograd
+                        op with its backward, is minissd.nn.sync_batch_norm)
     gpu.py              CuPy arrays: NCCL, a CUDA-aware MPI, or host memory
     cores.py            threads per process when several share a machine
     benchmark.py        time of a step and of the gradient allreduce (``python -m``)
@@ -31,6 +32,8 @@ Importing this package imports no MPI: ``world()`` imports mpi4py only in a proc
 launcher started.
 """
 
+from ..nn.sync_batch_norm import sync_batch_norm
+from .batch_norm import synchronise_batch_norm
 from .communicator import (
     DistributedError,
     MPICommunicator,
@@ -44,7 +47,6 @@ from .communicator import (
 from .cores import share_cpu_cores
 from .gradients import CHECK_EVERY, GradientAllreduce, check_identical
 from .sharding import shard, shard_bounds
-from .sync_batch_norm import sync_batch_norm, synchronise_batch_norm
 
 __all__ = [
     "world", "SingleProcess", "MPICommunicator", "launched_by_mpi", "launched_rank",

@@ -8,6 +8,7 @@ from ..autograd import functional as F
 from ..autograd import ops
 from . import init
 from .module import Module, Parameter
+from .sync_batch_norm import sync_batch_norm
 
 
 class Conv2d(Module):
@@ -91,7 +92,7 @@ class BatchNorm2d(Module):
     ``comm``: None, or a communicator of several processes that each hold a shard of the batch
     (``minissd.distributed``): training mode then normalises with the statistics of the whole
     batch across the processes, and updates the running ones with them
-    (``minissd.distributed.sync_batch_norm``; the trainer sets it unless told not to).
+    (``minissd.nn.sync_batch_norm``; the trainer sets it unless told not to).
     """
 
     def __init__(self, channels, eps=1e-5, momentum=0.1, dtype=np.float32):
@@ -106,8 +107,6 @@ class BatchNorm2d(Module):
     def forward(self, x):
         if self.training:
             if self.comm is not None and self.comm.size > 1:
-                from ..distributed.sync_batch_norm import sync_batch_norm
-
                 y, mean, var, n = sync_batch_norm(x, self.weight, self.bias, self.eps,
                                                   self.comm)
             else:

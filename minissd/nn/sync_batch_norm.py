@@ -41,7 +41,8 @@ def sync_batch_norm(x, weight, bias, eps, comm):
         x: Tensor ``(N_r, C, H, W)``, this process's shard (``N_r`` may differ by process).
         weight, bias: Tensors ``(C,)``, the same on every process.
         eps: added to the variance.
-        comm: a communicator (``minissd.distributed``).
+        comm: a communicator of the processes (``minissd.distributed``; anything with
+            ``allreduce`` and ``allreduce_sum_``).
     Returns:
         ``(y, mean, var, count)``: the Tensor ``y (N_r, C, H, W)``; the global mean and biased
         variance, plain arrays ``(C,)`` for the running statistics; ``count``, the global number
@@ -74,15 +75,4 @@ def sync_batch_norm(x, weight, bias, eps, comm):
     return Tensor.from_op(y, (x, weight, bias), backward, "sync_batch_norm"), mean, var, count
 
 
-def synchronise_batch_norm(model, comm) -> int:
-    """Make every ``BatchNorm2d`` of ``model`` use the statistics of all processes of ``comm``
-    in training mode (``comm=None`` undoes it); returns how many layers there are."""
-    from ..nn import BatchNorm2d
-
-    layers = [m for _, m in model.named_modules() if isinstance(m, BatchNorm2d)]
-    for layer in layers:
-        layer.comm = comm
-    return len(layers)
-
-
-__all__ = ["sync_batch_norm", "synchronise_batch_norm"]
+__all__ = ["sync_batch_norm"]
