@@ -36,14 +36,18 @@ Numerical rules shared by every implementation (NumPy reference, Numba, CUDA)
 Functions take NumPy or CuPy arrays (``minissd.backend.get_array_module``) and return the
 same kind. ``iou``, ``nms`` and ``batched_nms`` dispatch to the Numba CPU kernels
 (``minissd.kernels.cpu``) or the CUDA kernels (``minissd.kernels.cuda``); the ``*_reference``
-functions are the plain float64 definitions the kernels are tested against.
+functions are the plain float64 definitions the kernels are tested against. Inside
+``minissd.learner.use_learner_functions(...)``, ``match`` runs a learner's ``iou``, ``match`` and
+``encode`` in place of ``iou``, ``match_overlaps`` and the encoder; the functions here never
+change.
 
 Where each part lives (``from minissd import boxes; boxes.iou(...)`` reaches all of them)
 ------------------------------------------------------------------------------------------
 * ``geometry.py``: the formats, ``box_area``, ``box_intersection`` and IoU (``iou_elementwise``,
   the formula; ``iou_reference``, every pair; ``iou``, the kernels);
 * ``coder.py``: ``encode`` / ``decode``, the SSD box parameterisation;
-* ``matching.py``: ``match``, ground truth to priors as the authors' Caffe code does;
+* ``matching.py``: ``match``, ground truth to priors as the authors' Caffe code does, and
+  ``match_overlaps``, its assignment rule on an IoU matrix;
 * ``non_maximum_suppression.py``: ``nms``, ``batched_nms`` and their references;
 * ``_checks.py``: the input checks behind the errors above.
 """
@@ -58,12 +62,12 @@ from .geometry import (
     iou_elementwise,
     iou_reference,
 )
-from .matching import MatchResult, match
+from .matching import MatchResult, match, match_overlaps
 from .non_maximum_suppression import batched_nms, batched_nms_reference, nms, nms_reference
 
 __all__ = [
     "corners_to_centre", "centre_to_corners", "box_area", "box_intersection", "iou_elementwise",
     "iou_reference", "iou",
-    "encode", "decode", "MatchResult", "match",
+    "encode", "decode", "MatchResult", "match", "match_overlaps",
     "nms_reference", "batched_nms_reference", "nms", "batched_nms",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from minissd.backend import get_array_module
+from minissd.learner import call_learner, learner_function
 from minissd.priors import SSD_VARIANCES
 
 from ._checks import (
@@ -51,6 +52,10 @@ def match(gt_boxes, gt_labels, priors, iou_threshold=0.5, variances=SSD_VARIANCE
     A positive-area ground truth ends without a prior only if every prior it overlaps was
     taken by another ground truth in step 1. An image without objects (G = 0) gives all
     background.
+
+    The three parts are ``iou``, ``match_overlaps`` (steps 1 and 2 on the IoU matrix) and
+    ``encode``; inside ``minissd.learner.use_learner_functions`` the learner's ``iou``,
+    ``match`` and ``encode`` take their places.
     """
     xp = get_array_module(gt_boxes, priors)
     gt_boxes = _check_boxes(gt_boxes, "gt_boxes", xp)
@@ -68,20 +73,56 @@ def match(gt_boxes, gt_labels, priors, iou_threshold=0.5, variances=SSD_VARIANCE
     if num_gt == 0 or num_priors == 0:  # nothing to match: all background
         return MatchResult(loc=loc, labels=labels, gt_index=gt_index)
 
-    overlaps = iou(gt_boxes, centre_to_corners(priors))  # (G, P)
-    _bipartite_match(overlaps, gt_index, xp)
-    _threshold_match(overlaps, gt_index, iou_threshold, xp)
+    dtype = xp.result_type(gt_boxes.dtype, priors.dtype)
+    corners = centre_to_corners(priors)
+    if (learner_iou := learner_function("iou")) is None:
+        overlaps = iou(gt_boxes, corners)  # (G, P)
+    else:
+        overlaps = call_learner("iou", learner_iou, gt_boxes, corners, shape=(num_gt, num_priors),
+                                kind="f", dtype=dtype, like=priors, where="boxes.match")
+    if (learner_match := learner_function("match")) is None:
+        gt_index = match_overlaps(overlaps, iou_threshold)
+    else:
+        gt_index = call_learner("match", learner_match, overlaps, iou_threshold,
+                                shape=(num_priors,), kind="i", like=priors,
+                                where="boxes.match", index_range=(-1, num_gt))
 
     positive = xp.nonzero(gt_index >= 0)[0]
     matched = gt_index[positive]
-    dtype = xp.result_type(gt_boxes.dtype, priors.dtype)
     # Every matched pair has IoU > 0, so the ground truth has x2 > x1 and y2 > y1: the inputs
     # already meet encode's conditions.
-    encoded = _encode(gt_boxes[matched].astype(dtype), priors[positive].astype(dtype),
-                      variances, xp)
+    matched_boxes = gt_boxes[matched].astype(dtype)
+    if (learner_encode := learner_function("encode")) is None:
+        encoded = _encode(matched_boxes, priors[positive].astype(dtype), variances, xp)
+    else:
+        encoded = call_learner("encode", learner_encode, matched_boxes,
+                               priors[positive].astype(dtype), variances,
+                               shape=(int(positive.shape[0]), 4), kind="f", dtype=dtype,
+                               like=priors, where="boxes.match")
     loc[positive] = encoded.astype(priors.dtype)
     labels[positive] = gt_labels[matched] + 1
     return MatchResult(loc=loc, labels=labels, gt_index=gt_index)
+
+
+def match_overlaps(overlaps, iou_threshold=0.5):
+    """Steps 1 and 2 of ``match`` on an IoU matrix: which ground truth each prior takes.
+
+    overlaps: (G, P) IoU of every ground truth with every prior; iou_threshold in [0, 1].
+    Returns ``gt_index (P,)`` int64: the ground truth prior ``p`` matched, -1 for background
+    (the paper's ``x_ij^p = 1`` exactly when ``gt_index[i] = j``). The rules (ties, IoU 0) are
+    ``match``'s; an IoU matrix of G = 0 rows gives all background.
+    """
+    xp = get_array_module(overlaps)
+    overlaps = xp.asarray(overlaps)
+    if overlaps.ndim != 2:
+        raise ValueError(f"overlaps must have shape (G, P), got shape {tuple(overlaps.shape)}")
+    iou_threshold = _check_threshold(iou_threshold)
+    gt_index = xp.full(overlaps.shape[1], -1, dtype=xp.int64)
+    if overlaps.shape[0] == 0 or overlaps.shape[1] == 0:
+        return gt_index
+    _bipartite_match(overlaps, gt_index, xp)
+    _threshold_match(overlaps, gt_index, iou_threshold, xp)
+    return gt_index
 
 
 def _bipartite_match(overlaps, gt_index, xp) -> None:

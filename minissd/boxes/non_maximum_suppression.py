@@ -30,17 +30,28 @@ def nms_reference(boxes, scores, iou_threshold, *, pre_nms_top_k=None, top_k=Non
     return np.asarray(kept, dtype=np.int64)
 
 
-def batched_nms_reference(boxes, scores, labels, iou_threshold, *, pre_nms_top_k=None, top_k=None):
-    """Per-class NMS by an explicit loop over classes, for reading; see ``batched_nms``."""
+def batched_nms_reference(boxes, scores, labels, iou_threshold, *, pre_nms_top_k=None, top_k=None,
+                          nms=None):
+    """Per-class NMS by an explicit loop over classes, for reading; see ``batched_nms``.
+
+    ``nms``: the single-class suppression run on each class's candidates,
+    ``nms(boxes (K, 4), scores (K,), iou_threshold) -> (k,)`` kept indices (default
+    ``nms_reference``; ``minissd.ssd.detect`` passes a learner's NMS here). Each class is cut to
+    its ``pre_nms_top_k`` best-scored boxes (stable: ties keep the lower index) before it runs.
+    """
     boxes = _check_boxes(np.asarray(boxes), "boxes")
     scores = _check_scores(np.asarray(scores), boxes.shape[0], "scores", np)
     labels = _check_labels(np.asarray(labels), boxes.shape[0], "labels", np)
+    iou_threshold = _check_threshold(iou_threshold)
+    suppress = nms_reference if nms is None else nms
     kept = []
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
-        keep_c = nms_reference(
-            boxes[members], scores[members], iou_threshold, pre_nms_top_k=pre_nms_top_k
-        )
+        if pre_nms_top_k is not None:  # the class's best, back in index order
+            best = np.argsort(-scores[members].astype(np.float64), kind="stable")
+            members = np.sort(members[best[:pre_nms_top_k]])
+        keep_c = np.asarray(suppress(boxes[members], scores[members], iou_threshold),
+                            dtype=np.int64).reshape(-1)
         kept.append(members[keep_c])
     kept = np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)
     kept = kept[np.argsort(-scores[kept].astype(np.float64), kind="stable")]

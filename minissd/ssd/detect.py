@@ -4,6 +4,8 @@ For each image: softmax over classes; decode the offsets against the default box
 every object class separately: keep scores ``> score_threshold``, the ``pre_nms_top_k`` best of
 those, and non-maximum suppression at ``nms_threshold``; finally the ``keep_top_k`` best
 detections of the image over all classes. Boxes come out in pixels of the original image.
+Inside ``minissd.learner.use_learner_functions(nms=...)`` the learner's NMS does the suppression
+of each class (the rest of the path stays the library's).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend import to_numpy
-from ..boxes import batched_nms, decode
+from ..boxes import batched_nms, batched_nms_reference, decode
+from ..learner import call_learner, learner_function
 from ..priors import SSD_VARIANCES
 from .model import DetectConfig
 
@@ -63,8 +66,17 @@ def detect_image(loc, conf, priors, config: DetectConfig, variances=SSD_VARIANCE
     class_scores = scores[:, 1:].T  # (C - 1, P): class 0, the background, is never reported
     labels, prior = np.nonzero(class_scores > config.score_threshold)  # class-major order
     candidate_scores = class_scores[labels, prior]
-    keep = batched_nms(boxes[prior], candidate_scores, labels, config.nms_threshold,
-                       pre_nms_top_k=config.pre_nms_top_k, top_k=config.keep_top_k)
+    if (learner_nms := learner_function("nms")) is None:
+        keep = batched_nms(boxes[prior], candidate_scores, labels, config.nms_threshold,
+                           pre_nms_top_k=config.pre_nms_top_k, top_k=config.keep_top_k)
+    else:  # the same per-class loop and cuts, the learner's suppression inside
+        def suppress(b, s, threshold):
+            return call_learner("nms", learner_nms, b, s, threshold, shape=(None,), kind="i",
+                                where="ssd.detect.detect_image", index_range=(0, len(s)))
+
+        keep = batched_nms_reference(boxes[prior], candidate_scores, labels,
+                                     config.nms_threshold, pre_nms_top_k=config.pre_nms_top_k,
+                                     top_k=config.keep_top_k, nms=suppress)
     return Detections(boxes[prior[keep]], labels[keep].astype(np.int64), candidate_scores[keep])
 
 

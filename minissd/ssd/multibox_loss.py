@@ -22,6 +22,7 @@ import numpy as np
 from ..autograd import Tensor, cross_entropy, smooth_l1
 from ..backend import get_array_module
 from ..boxes import match
+from ..learner import call_learner, learner_function
 from ..priors import SSD_VARIANCES
 from .model import LossConfig
 
@@ -98,7 +99,12 @@ def multibox_loss(loc, conf, loc_targets, labels, config: LossConfig | None = No
     positive = labels > 0
     n = int(positive.sum()) if num_positives is None else int(num_positives)
     ce = cross_entropy(conf, labels)  # (N, P)
-    selected = hard_negative_mask(ce.data, labels, config.neg_pos_ratio)
+    if (learner_mining := learner_function("hard_negatives")) is None:
+        selected = hard_negative_mask(ce.data, labels, config.neg_pos_ratio)
+    else:  # minissd.learner.use_learner_functions(hard_negatives=...)
+        selected = call_learner("hard_negatives", learner_mining, ce.data, labels,
+                                config.neg_pos_ratio, shape=tuple(labels.shape), kind="b",
+                                like=ce.data, where="ssd.multibox_loss.multibox_loss")
     conf_loss = (ce * selected.astype(ce.dtype)).sum()
     per_coord = smooth_l1(loc, Tensor(xp.asarray(loc_targets, dtype=loc.dtype)),
                           config.smooth_l1_beta)
