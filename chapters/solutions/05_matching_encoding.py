@@ -26,17 +26,52 @@ def iou(a, b):
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
+def match(overlaps, iou_threshold):
+    """Which ground truth each default box takes: the authors' Caffe matching.
+
+    overlaps: (G, P) IoU of every ground truth j with every default box i;
+    iou_threshold: the threshold step's IoU (0.5).
+    Returns gt_index (P,) int64: j where x_ij = 1, -1 for background.
+    1. bipartite step: repeatedly take the largest IoU among (unmatched ground truth, free
+       default box) pairs, ties to the lower default box, then the lower ground truth; only
+       IoU > 0 counts.
+    2. threshold step: every default box still free whose best IoU is >= iou_threshold (and
+       > 0) takes the ground truth it overlaps most (the lower index on ties).
+    """
+    overlaps = np.asarray(overlaps, dtype=np.float64)
+    num_gt, num_priors = overlaps.shape
+    gt_index = np.full(num_priors, -1, dtype=np.int64)
+    if num_gt == 0:
+        return gt_index
+    free = overlaps.copy()  # the pairs still open; a matched row or taken column becomes -1
+    for _ in range(num_gt):
+        top = free.max()
+        if top <= 0:  # no open pair overlaps at all
+            break
+        rows, cols = np.nonzero(free == top)
+        first = np.lexsort((rows, cols))[0]  # the lowest default box, then the lowest gt
+        j, i = rows[first], cols[first]
+        gt_index[i] = j
+        free[j, :] = -1
+        free[:, i] = -1
+    best_gt = overlaps.argmax(axis=0)  # (P,), ties -> lower ground truth
+    best_iou = overlaps.max(axis=0)
+    take = (gt_index < 0) & (best_iou >= iou_threshold) & (best_iou > 0)
+    gt_index[take] = best_gt[take]
+    return gt_index
+
+
 def encode(matched, priors, variances):
     """SSD's regression targets of ground-truth boxes relative to their priors.
 
     matched: (P, 4) corners (x1, y1, x2, y2), the ground truth each prior matched;
     priors: (P, 4) centre form (cx, cy, w, h); variances: 4 numbers (v0, v1, v2, v3).
     Returns (P, 4): ((g_cx - d_cx) / (v0 d_w), (g_cy - d_cy) / (v1 d_h),
-    log(g_w / d_w) / v2, log(g_h / d_h) / v3).
+    log(g_w / d_w) / v2, log(g_h / d_h) / v3), computed in the dtype of the inputs.
     """
     g_centre = (matched[:, :2] + matched[:, 2:]) / 2
     g_size = matched[:, 2:] - matched[:, :2]
-    v = np.asarray(variances, dtype=np.float64)
+    v = np.asarray(variances, dtype=priors.dtype)  # float32 boxes: float32 all the way
     t_centre = (g_centre - priors[:, :2]) / (v[:2] * priors[:, 2:])
     t_size = np.log(g_size / priors[:, 2:]) / v[2:]
     return np.concatenate([t_centre, t_size], axis=1)
