@@ -4,46 +4,12 @@ Each planted answer is a mistake a learner is likely to make; the checker must r
 print ``NOT YET`` (never raise), and pass the solution in ``chapters/solutions/``.
 """
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from exercise_helpers import fails, not_implemented, passes, solution
 
 from minissd.eval import VOC07_RECALL_LEVELS
 from minissd.exercises import ch06_loss, ch07_nms, ch08_train, ch09_eval, ch10_verify
-
-SOLUTIONS = Path(__file__).resolve().parents[1] / "chapters" / "solutions"
-
-
-def solution(stem, name):
-    spec = importlib.util.spec_from_file_location(f"solution_{stem}", SOLUTIONS / f"{stem}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return getattr(module, name)
-
-
-def passes(check, fn, capsys):
-    ok = check(fn)
-    out = capsys.readouterr().out
-    assert ok is True, out
-    assert out.startswith("PASS: ") and "NOT YET" not in out, out
-    return out
-
-
-def fails(check, fn, capsys, pointer=None):
-    ok = check(fn)
-    out = capsys.readouterr().out
-    assert ok is False, out
-    assert out.startswith("NOT YET: ") and out.count("\n") == 1, out
-    if pointer:
-        assert pointer in out, out
-    return out
-
-
-def not_implemented(*args, **kwargs):
-    raise NotImplementedError("fill this in")
-
 
 # ---------------------------------------------------------------------- 06 hard negatives
 

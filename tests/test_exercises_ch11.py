@@ -1,40 +1,12 @@
 """The checker of chapter 11 (the crop's IoU constraint) passes the worked solution and fails
 planted wrong answers, each with a pointer to the mistake (never raising)."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from exercise_helpers import fails, passes, solution
 
 from minissd.boxes import iou
 from minissd.exercises import ch11_what_goes_wrong as ch11
-
-SOLUTIONS = Path(__file__).resolve().parents[1] / "chapters" / "solutions"
-
-
-def solution(stem, name):
-    spec = importlib.util.spec_from_file_location(f"solution_{stem}", SOLUTIONS / f"{stem}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return getattr(module, name)
-
-
-def passes(check, fn, capsys):
-    ok = check(fn)
-    out = capsys.readouterr().out
-    assert ok is True, out
-    assert out.startswith("PASS: ") and "NOT YET" not in out, out
-    return out
-
-
-def fails(check, fn, capsys, pointer):
-    ok = check(fn)
-    out = capsys.readouterr().out
-    assert ok is False, out
-    assert out.startswith("NOT YET: ") and out.count("\n") == 1, out
-    assert pointer in out, out
-    return out
 
 
 def _overlaps(patch, boxes):

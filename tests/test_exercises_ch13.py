@@ -1,39 +1,11 @@
 """The checker of chapter 13 (boxes through a crop) passes the worked solution and fails planted
 wrong answers, each with a pointer to the rule it breaks (never raising)."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from exercise_helpers import fails, passes, solution
 
 from minissd.exercises import ch13_augmentation as ch13
-
-SOLUTIONS = Path(__file__).resolve().parents[1] / "chapters" / "solutions"
-
-
-def solution(stem, name):
-    spec = importlib.util.spec_from_file_location(f"solution_{stem}", SOLUTIONS / f"{stem}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return getattr(module, name)
-
-
-def passes(check, fn, capsys):
-    ok = check(fn)
-    out = capsys.readouterr().out
-    assert ok is True, out
-    assert out.startswith("PASS: ") and "NOT YET" not in out, out
-    return out
-
-
-def fails(check, fn, capsys, pointer):
-    ok = check(fn)
-    out = capsys.readouterr().out
-    assert ok is False, out
-    assert out.startswith("NOT YET: ") and out.count("\n") == 1, out
-    assert pointer in out, out
-    return out
 
 
 def _crop(boxes, labels, patch, *, keep="centre", inclusive=True, clip=True, move=True,
