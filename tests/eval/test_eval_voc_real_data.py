@@ -201,6 +201,10 @@ def test_voc2012_sample_map(voc2012_sample):
 
 # ---------------------------------------------------------------- VOC2007 test ground truth
 
+# A guard against a per-detection Python loop over all images (minutes), not a speed figure:
+# about 1 s here on an idle machine; the margin absorbs a shared, loaded CI machine.
+GUARD_SECONDS = 30.0
+
 
 @pytest.mark.parametrize("use_07_metric", [True, False], ids=["voc07", "voc10"])
 def test_voc2007_ground_truth_as_detections_gives_ap_one(voc2007_test_gt, use_07_metric):
@@ -215,7 +219,7 @@ def test_voc2007_ground_truth_as_detections_gives_ap_one(voc2007_test_gt, use_07
     elapsed = time.perf_counter() - start
     assert result.n_positives.sum() == 14976 - 2944
     np.testing.assert_allclose(result.ap, 1.0, rtol=0, atol=1e-12)
-    assert elapsed < 5.0, f"15k objects took {elapsed:.2f} s"
+    assert elapsed < GUARD_SECONDS, f"15k objects took {elapsed:.2f} s"
 
 
 def test_voc2007_half_detected_gives_known_ap(voc2007_test_gt):
@@ -273,6 +277,6 @@ def test_voc2007_jittered_ground_truth_matches_port(voc2007_test_gt):
         start = time.perf_counter()
         result = eval_detection_voc(pb, pl, ps, boxes, labels, difficults, 0.5, use_07_metric)
         elapsed = time.perf_counter() - start
-        assert elapsed < 5.0, f"{sum(map(len, pb))} detections took {elapsed:.2f} s"
+        assert elapsed < GUARD_SECONDS, f"{sum(map(len, pb))} detections took {elapsed:.2f} s"
         assert 0.1 < result.map < 0.9  # a mix of hits and misses, not a degenerate case
         assert_matches_port(result, ids, names, records, (pb, pl, ps), use_07_metric)
