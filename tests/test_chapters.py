@@ -43,7 +43,7 @@ def test_notebook_is_stored_without_outputs(notebook):
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_with_solutions_and_every_checker_passes(notebook, tmp_path):
+def test_notebook_runs_with_solutions_and_every_checker_passes(notebook, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat", reason="nbformat (with nbclient) runs notebooks")
     nbclient = pytest.importorskip("nbclient", reason="nbclient runs the notebooks")
     nb = nbformat.read(notebook, as_version=4)
@@ -57,6 +57,9 @@ def test_notebook_runs_with_solutions_and_every_checker_passes(notebook, tmp_pat
             exercises += 1
     assert exercises >= 1, f"{notebook.name} has no exercise cell"
     os.environ.setdefault("MPLBACKEND", "Agg")
+    # The chapters' work folders (tempfile.mkdtemp) go under pytest's tmp_path, not /tmp: a
+    # learner keeps theirs to look at, a test run leaves nothing behind.
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
