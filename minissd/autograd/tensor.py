@@ -136,7 +136,8 @@ class Tensor:
 
         visit(self)
         grads = {id(self): grad}
-        for node in reversed(order):  # outputs before inputs
+        while order:  # outputs before inputs; popped, so a walked node's arrays can be freed
+            node = order.pop()
             g = grads.pop(id(node), None)
             if g is None:
                 continue

@@ -44,11 +44,17 @@ class Conv2d(Module):
 
 
 class ReLU(Module):
+    """``max(x, 0)``; ``inplace=True`` overwrites a convolution's output (``ops.relu``)."""
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+
     def forward(self, x):
-        return ops.relu(x)
+        return ops.relu(x, inplace=self.inplace)
 
     def __repr__(self):
-        return "ReLU()"
+        return f"ReLU(inplace={self.inplace})" if self.inplace else "ReLU()"
 
 
 class MaxPool2d(Module):

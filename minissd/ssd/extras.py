@@ -58,8 +58,8 @@ class Extras(nn.Module):
     def forward(self, x, taps=None):
         sources = []
         for first, second in self.names:
-            squeezed = relu(getattr(self, first)(x))
-            x = relu(getattr(self, second)(squeezed))
+            squeezed = relu(getattr(self, first)(x), inplace=True)
+            x = relu(getattr(self, second)(squeezed), inplace=True)
             if taps is not None:
                 taps[first], taps[second] = squeezed, x
             sources.append(x)

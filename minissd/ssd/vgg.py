@@ -82,7 +82,7 @@ class VGGBase(nn.Module):
             if kind == "conv":
                 bn = self._modules.get(name.replace("conv", "bn", 1)) if name[:4] == "conv" \
                     else None
-                x = relu(bn(x) if bn is not None else x)
+                x = relu(bn(x) if bn is not None else x, inplace=True)  # keeps one array
             if taps is not None:
                 taps[name] = x
             if name == self.source_layer:

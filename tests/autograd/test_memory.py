@@ -1,0 +1,89 @@
+"""What the graph keeps alive: ``relu(inplace=True)`` shares its input's array, and ``backward``
+lets go of each node's arrays once it has walked past it (as PyTorch frees saved activations)."""
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minissd import autograd as ag
+from minissd.autograd import Tensor, gradcheck
+
+seeds = st.integers(0, 2**32 - 1)
+
+
+def leaf(shape, seed):
+    return Tensor(np.random.default_rng(seed).standard_normal(shape), requires_grad=True)
+
+
+@given(seed=seeds, n=st.integers(1, 2), c=st.integers(1, 3), o=st.integers(1, 3),
+       size=st.integers(3, 6), bias=st.booleans())
+def test_inplace_relu_after_conv_has_the_gradient_of_plain_relu(seed, n, c, o, size, bias):
+    x, w, b = leaf((n, c, size, size), seed), leaf((o, c, 3, 3), seed + 1), leaf((o,), seed + 2)
+    b = b if bias else None
+
+    def net(inplace):
+        return lambda x, w: ag.relu(ag.conv2d(x, w, b, padding=1), inplace=inplace)
+
+    assert gradcheck(net(True), x, w)
+    plain, inplace = net(False)(x, w), net(True)(x, w)
+    np.testing.assert_array_equal(plain.data, inplace.data)
+    g = np.random.default_rng(seed + 3).standard_normal(plain.shape)
+    grads = []
+    for out in (plain, inplace):
+        x.zero_grad()
+        w.zero_grad()
+        out.backward(g)
+        grads.append((x.grad, w.grad))
+    for a, e in zip(*grads, strict=True):
+        np.testing.assert_array_equal(a, e)
+
+
+def test_inplace_relu_writes_into_the_convolutions_array():
+    x, w = leaf((1, 2, 5, 5), 0), leaf((3, 2, 3, 3), 1)
+    pre = ag.conv2d(x, w, padding=1)
+    before = pre.data.copy()
+    out = ag.relu(pre, inplace=True)
+    assert out.data is pre.data  # one array for both: the pre-activation is not kept
+    np.testing.assert_array_equal(out.data, np.maximum(before, 0))
+
+
+@pytest.mark.parametrize("make", [
+    lambda x: x,                # the caller's own tensor
+    lambda x: ag.exp(x),        # exp's backward reads its output
+    lambda x: ag.softmax(x),
+    lambda x: Tensor(x.data),  # a plain input
+], ids=["leaf", "exp", "softmax", "input"])
+def test_inplace_relu_refuses_data_that_may_still_be_read(make):
+    x = make(leaf((2, 3), 0))
+    before = x.data.copy()
+    with pytest.raises(ValueError, match=r"relu\(inplace=True\): x must be the output of one of"):
+        ag.relu(x, inplace=True)
+    np.testing.assert_array_equal(x.data, before)  # untouched
+
+
+def test_backward_frees_the_arrays_of_nodes_it_has_walked_past():
+    """When backward reaches the bottom of a net, the activations of the layers above, which no
+    one but the graph held, are gone (the old walk kept every node to the end)."""
+    seen = {}
+
+    def watch(t):  # identity; its backward, the last one run, records whether h2 still lives
+        def backward(g):
+            gc.collect()
+            seen["h2 alive"] = upper() is not None
+            return (g,)
+        return Tensor.from_op(t.data, (t,), backward, "watch")
+
+    x = leaf((1, 2, 6, 6), 0)
+    w1, w2 = leaf((2, 2, 3, 3), 1), leaf((2, 2, 3, 3), 2)
+    h1 = ag.relu(ag.conv2d(watch(x), w1, padding=1), inplace=True)
+    h2 = ag.relu(ag.conv2d(h1, w2, padding=1), inplace=True)
+    upper = weakref.ref(h2)
+    out = (h2 * h2).sum()
+    del h1, h2
+    out.backward()
+    assert seen == {"h2 alive": False}
+    assert x.grad is not None and w1.grad is not None
