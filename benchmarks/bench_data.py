@@ -33,11 +33,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+import bench_common
 import numpy as np
 
 SEED = 0
@@ -154,18 +154,13 @@ def worker_fed(root, split=None, classes=None):
 
 
 def run_worker(name, root, batch, repeats, split=None, classes=None):
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "NUMBA_NUM_THREADS", "MINISSD_NUM_THREADS"):
-        env[var] = "1" if name != "fed" else env.get(var, str(os.cpu_count()))
+    """A worker process: the pipelines on one thread each; the loader and the step on all."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--data", str(root),
            "--batch", str(batch), "--repeats", str(repeats)]
     cmd += ["--split", split] if split else []
     cmd += ["--classes", classes] if classes else []
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if out.returncode:
-        raise RuntimeError(f"{name} worker failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    threads = (os.cpu_count() or 1) if name == "fed" else 1
+    return bench_common.run_worker(name, cmd, bench_common.thread_env(threads))
 
 
 def main(argv=None):

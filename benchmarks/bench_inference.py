@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 
+import bench_common
 import numpy as np
 
 SEED = 0
@@ -105,16 +106,9 @@ def worker_minissd(batch, steps, weights_path):
 
 
 def run_worker(name, batch, steps, threads, weights_path):
-    env = dict(os.environ, MINISSD_NUM_THREADS=str(threads))
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "NUMBA_NUM_THREADS"):
-        env[var] = str(threads)
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--batch", str(batch),
            "--steps", str(steps), "--threads", str(threads), "--weights", weights_path]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if out.returncode:
-        raise RuntimeError(f"{name} worker failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return bench_common.run_worker(name, cmd, bench_common.thread_env(threads))
 
 
 class Busy:

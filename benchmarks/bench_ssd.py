@@ -33,10 +33,10 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
+import bench_common
 import numpy as np
 
 SEED = 0
@@ -122,16 +122,9 @@ def worker_torch(batch, steps, threads):
 
 
 def run_worker(name, batch, steps, threads, keep_freed=False):
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "NUMBA_NUM_THREADS"):
-        env[var] = str(threads)
     cmd = [sys.executable, __file__, "--worker", name, "--batch", str(batch), "--steps",
            str(steps), "--threads", str(threads)] + (["--keep-freed-memory"] if keep_freed else [])
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if out.returncode:
-        raise RuntimeError(f"{name} worker failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return bench_common.run_worker(name, cmd, bench_common.thread_env(threads))
 
 
 def main(argv=None):
