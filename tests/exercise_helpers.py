@@ -45,3 +45,33 @@ def fails(check, fn, capsys, pointer=None):
 def not_implemented(*args, **kwargs):
     """The notebook's starting point: an exercise not yet done."""
     raise NotImplementedError("fill this in")
+
+
+#: Where chapter 12's slots (``minissd.learner.SLOTS``) take the worked solutions from: the
+#: chapters whose exercises wrote those functions.
+LEARNER_SOLUTIONS = {"iou": ("05_matching_encoding", "iou"),
+                     "match": ("05_matching_encoding", "match"),
+                     "encode": ("05_matching_encoding", "encode"),
+                     "hard_negatives": ("06_multibox_loss", "hard_negatives"),
+                     "nms": ("07_nms_kernels", "greedy_nms")}
+
+
+def learner_solutions():
+    """``{slot: the worked solution}`` for ``use_learner_functions(**...)``."""
+    return {slot: solution(stem, name) for slot, (stem, name) in LEARNER_SOLUTIONS.items()}
+
+
+def network_outputs(seed, num_classes=4):
+    """Random ``loc (P, 4)``, ``conf (P, C)`` (the background favoured) and the small model's
+    priors (P, 4), float64: network outputs to detect on."""
+    import numpy as np
+
+    from minissd.priors import make_priors
+    from minissd.ssd.model import ssd_small
+
+    rng = np.random.default_rng(seed)
+    priors = make_priors(ssd_small(num_classes).priors)
+    loc = rng.normal(0, 0.5, (len(priors), 4))
+    conf = rng.normal(0, 1.5, (len(priors), num_classes))
+    conf[:, 0] += 3.0
+    return loc, conf, priors

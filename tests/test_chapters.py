@@ -19,13 +19,17 @@ CELL_TIMEOUT_S = 120
 
 
 def solution_sources(notebook: Path) -> dict[str, str]:
-    path = CHAPTERS / "solutions" / (notebook.stem + ".py")
-    if not path.exists():
-        return {}
-    text = path.read_text()
-    tree = ast.parse(text)
-    return {node.name: ast.get_source_segment(text, node)
-            for node in tree.body if isinstance(node, ast.FunctionDef)}
+    """The worked solutions a notebook's exercise cells take: its own file's functions, and for
+    an exercise that pastes an earlier chapter's function (chapter 12), that chapter's."""
+    sources = {}
+    for earlier in NOTEBOOKS[: NOTEBOOKS.index(notebook) + 1]:
+        path = CHAPTERS / "solutions" / (earlier.stem + ".py")
+        if path.exists():
+            text = path.read_text()
+            sources.update({node.name: ast.get_source_segment(text, node)
+                            for node in ast.parse(text).body
+                            if isinstance(node, ast.FunctionDef)})
+    return sources
 
 
 def exercise_name(source: str) -> str:

@@ -5,11 +5,12 @@ wrong answers with a pointer that says why; the full-recipe command runs on a ti
 """
 
 import ast
+import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
+from exercise_helpers import LEARNER_SOLUTIONS, SOLUTIONS, learner_solutions, network_outputs
 
 from minissd import boxes as B
 from minissd.exercises import ch12_in_the_loop as ch12
@@ -18,52 +19,26 @@ from minissd.priors import make_priors
 from minissd.ssd.detect import detect_image
 from minissd.ssd.model import DetectConfig, ssd_small
 
-SOLUTIONS = Path(__file__).resolve().parents[1] / "chapters" / "solutions"
 STEM = "12_your_code_in_the_loop"
-
-
-def solutions(stem):
-    namespace = {"np": np}
-    path = SOLUTIONS / f"{stem}.py"
-    exec(compile(path.read_text(), str(path), "exec"), namespace)
-    return namespace
-
-
-S12 = solutions(STEM)
-MINE = dict(iou=S12["iou"], match=S12["match"], encode=S12["encode"],
-            hard_negatives=S12["hard_negatives"], nms=S12["greedy_nms"])
+MINE = learner_solutions()
 PRIORS = make_priors(ssd_small(6).priors).astype(np.float32)
-
-
-def _network_outputs(seed, num_classes=4):
-    rng = np.random.default_rng(seed)
-    priors = make_priors(ssd_small(num_classes).priors)
-    loc = rng.normal(0, 0.5, (len(priors), 4))
-    conf = rng.normal(0, 1.5, (len(priors), num_classes))
-    conf[:, 0] += 3.0
-    return loc, conf, priors
 
 
 def verdicts(out):
     return [line for line in out.splitlines() if line.startswith(("PASS", "NOT YET"))]
 
 
-# ------------------------------------------------------------------ the solutions file
+# ------------------------------------------------------------------ the solutions
 
-def _sources(path):
-    text = path.read_text()
-    return {n.name: ast.get_source_segment(text, n) for n in ast.parse(text).body
-            if isinstance(n, ast.FunctionDef)}
-
-
-def test_chapter_12_solutions_are_the_earlier_chapters_solutions():
-    mine = _sources(SOLUTIONS / f"{STEM}.py")
-    theirs = {**_sources(SOLUTIONS / "05_matching_encoding.py"),
-              **_sources(SOLUTIONS / "06_multibox_loss.py"),
-              **_sources(SOLUTIONS / "07_nms_kernels.py")}
-    assert set(mine) == {"iou", "match", "encode", "hard_negatives", "greedy_nms"}
-    for name, source in mine.items():
-        assert source == theirs[name], f"{name} differs from its chapter's solution"
+def test_chapter_12_exercises_are_the_earlier_chapters_functions():
+    """Each exercise cell of the notebook pastes a function that an earlier chapter's worked
+    solution defines (tests/test_chapters.py fills the cells from there)."""
+    nb = json.loads((SOLUTIONS.parent / f"{STEM}.ipynb").read_text())
+    names = {n.name for c in nb["cells"] if "exercise" in c["metadata"].get("tags", [])
+             for n in ast.parse("".join(c["source"])).body if isinstance(n, ast.FunctionDef)}
+    assert names == {"iou", "match", "encode", "hard_negatives", "greedy_nms"}
+    assert names == {name for _, name in LEARNER_SOLUTIONS.values()}
+    assert not (SOLUTIONS / f"{STEM}.py").exists()  # no copy to drift from the originals
 
 
 # ------------------------------------------------------------------------- the checkers
@@ -181,7 +156,7 @@ def test_same_run_passes_with_the_solutions_and_says_why_not_with_a_variant(caps
 
 
 def test_same_detections(capsys):
-    loc, conf, priors = _network_outputs(3)
+    loc, conf, priors = network_outputs(3)
     want = [detect_image(loc, conf, priors, DetectConfig())]
     watched = ch12.watch(nms=MINE["nms"])
     with use_learner_functions(**watched):

@@ -3,10 +3,10 @@ it every slot is reached, the worked solutions give the library's bits, and a le
 stops with the slot named.
 """
 
-from pathlib import Path
 
 import numpy as np
 import pytest
+from exercise_helpers import learner_solutions, network_outputs
 
 from minissd import boxes as B
 from minissd.learner import (
@@ -21,20 +21,7 @@ from minissd.ssd.detect import detect_image
 from minissd.ssd.model import DetectConfig, ssd_small
 from minissd.ssd.multibox_loss import hard_negative_mask, multibox_loss
 
-SOLUTIONS = Path(__file__).resolve().parents[1] / "chapters" / "solutions"
-
-
-def solutions(stem):
-    namespace = {"np": np}
-    path = SOLUTIONS / f"{stem}.py"
-    exec(compile(path.read_text(), str(path), "exec"), namespace)
-    return namespace
-
-
-S5, S6, S7 = (solutions(s) for s in ("05_matching_encoding", "06_multibox_loss",
-                                      "07_nms_kernels"))
-MINE = dict(iou=S5["iou"], match=S5["match"], encode=S5["encode"],
-            hard_negatives=S6["hard_negatives"], nms=S7["greedy_nms"])
+MINE = learner_solutions()
 PRIORS = make_priors(ssd_small(6).priors).astype(np.float32)
 
 
@@ -116,18 +103,9 @@ def test_hard_negatives_slot_in_the_loss():
         assert multibox_loss(loc, conf, targets, labels)[2].item() == 0.0  # nothing in L_conf
 
 
-def _network_outputs(seed, num_classes=4):
-    rng = np.random.default_rng(seed)
-    priors = make_priors(ssd_small(num_classes).priors)
-    loc = rng.normal(0, 0.5, (len(priors), 4))
-    conf = rng.normal(0, 1.5, (len(priors), num_classes))
-    conf[:, 0] += 3.0
-    return loc, conf, priors
-
-
 def test_nms_slot_in_detection_gives_the_same_detections():
     for seed in range(3):
-        loc, conf, priors = _network_outputs(seed)
+        loc, conf, priors = network_outputs(seed)
         want = detect_image(loc, conf, priors, DetectConfig(), image_size=(300, 500))
         with use_learner_functions(nms=MINE["nms"]):
             got = detect_image(loc, conf, priors, DetectConfig(), image_size=(300, 500))
@@ -155,7 +133,7 @@ def test_a_bad_answer_stops_with_the_slot_named(slot, bad, words):
 
 
 def test_a_bad_nms_stops_with_the_slot_named():
-    loc, conf, priors = _network_outputs(0)
+    loc, conf, priors = network_outputs(0)
     with use_learner_functions(nms=lambda b, s, t: np.array([len(s)])):
         with pytest.raises(LearnerFunctionError, match="your nms returned the index"):
             detect_image(loc, conf, priors, DetectConfig())
