@@ -20,7 +20,9 @@ Backward is the exact adjoint of those three steps, with ``dM = A dY A^T`` per o
 Images go in groups of at least ``MIN_GEMM_COLUMNS`` tiles (side by side in the GEMM columns;
 large maps one image at a time), and each group in bands of tile rows, so that a band's ``V``
 and ``M`` stay cache-sized (``_band_tile_rows``). The transforms work on whole strided planes
-(row pass, then column pass), never on single tiles. On the CPU a group is the chunk of images
+(row pass, then column pass), never on single tiles: those NumPy transforms
+(``*_tiles_reference``) are the readable ones and run on CuPy; on NumPy arrays the Numba kernels
+of ``winograd_tiles.py`` do the same arithmetic in one pass (the same bits). On the CPU a group is the chunk of images
 that one batch thread takes (``batch_threads``): the groups, so the GEMMs' shapes, depend on the
 batch size and the layer's shape only, and ``dU`` is summed per group, then over the groups in
 order; so the results do not depend on the thread count.
@@ -165,7 +167,49 @@ def _groups(lo, hi, size):
     return [(i, min(hi, i + size)) for i in range(lo, hi, size)]
 
 
-def _input_tiles(xp, xpad, t0, t1, tw, rbuf, v):
+def _on_cpu(xp):
+    """Whether the Numba tile kernels (``winograd_tiles.py``) take the transforms: NumPy arrays,
+    outside reference mode; CuPy arrays keep the whole-plane transforms below."""
+    return xp.__name__ == "numpy"
+
+
+def input_tiles(xp, xpad, t0, t1, tw, rbuf, v):
+    """``input_tiles_reference``'s numbers (the same bits), by the Numba kernel on NumPy."""
+    if not _on_cpu(xp):
+        return input_tiles_reference(xp, xpad, t0, t1, tw, rbuf, v)
+    from . import winograd_tiles
+
+    winograd_tiles.input_tiles(xpad, t0, v, 0, v.shape[2])
+
+
+def output_tiles(xp, m, out, t0, rbuf):
+    """``output_tiles_reference``'s numbers (the same bits), by the Numba kernel on NumPy."""
+    if not _on_cpu(xp):
+        return output_tiles_reference(xp, m, out, t0, rbuf)
+    from . import winograd_tiles
+
+    winograd_tiles.output_tiles(m, out, t0, 0, m.shape[2])
+
+
+def grad_tiles(xp, gpad, t0, t1, rbuf, dm):
+    """``grad_tiles_reference``'s numbers (the same bits), by the Numba kernel on NumPy."""
+    if not _on_cpu(xp):
+        return grad_tiles_reference(xp, gpad, t0, t1, rbuf, dm)
+    from . import winograd_tiles
+
+    winograd_tiles.grad_tiles(gpad, t0, dm, 0, dm.shape[2])
+
+
+def add_input_tiles(xp, dv, dxpad, t0, rbuf):
+    """``add_input_tiles_reference``'s numbers (the same bits), by the Numba kernel on NumPy."""
+    if not _on_cpu(xp):
+        return add_input_tiles_reference(xp, dv, dxpad, t0, rbuf)
+    from . import winograd_tiles
+
+    winograd_tiles.add_input_tiles(dv, dxpad, t0, 0, dv.shape[2])
+
+
+def input_tiles_reference(xp, xpad, t0, t1, tw, rbuf, v):
     """``V = B^T d B`` for tile rows [t0, t1): xpad (n, C, Hp, Wp) -> v (4, 4, C, n, rows, tw)."""
     n, c, _, wp = xpad.shape
     rows = t1 - t0
@@ -176,7 +220,7 @@ def _input_tiles(xp, xpad, t0, t1, tw, rbuf, v):
                  v[i])
 
 
-def _output_tiles(xp, m, out, t0, rbuf):
+def output_tiles_reference(xp, m, out, t0, rbuf):
     """``A^T M A``: m (4, 4, O, n, rows, tw) -> out rows [2 t0, 2 t0 + 2 rows) (n, O, Ho, Wo),
     cropping the tiles that hang over the last row or column."""
     _, _, o, n, rows, tw = m.shape
@@ -192,7 +236,7 @@ def _output_tiles(xp, m, out, t0, rbuf):
                      [dst])
 
 
-def _grad_tiles(xp, gpad, t0, t1, rbuf, dm):
+def grad_tiles_reference(xp, gpad, t0, t1, rbuf, dm):
     """``dM = A dY A^T`` (the adjoint of ``_output_tiles``): gpad (n, O, 2 th, 2 tw) -> dm
     (4, 4, O, n, rows, tw)."""
     n, o, _, w2 = gpad.shape
@@ -204,7 +248,7 @@ def _grad_tiles(xp, gpad, t0, t1, rbuf, dm):
         _combine(xp, a, [q[i][..., b::2].transpose(1, 0, 2, 3) for b in range(2)], dm[i])
 
 
-def _add_input_tiles(xp, dv, dxpad, t0, rbuf):
+def add_input_tiles_reference(xp, dv, dxpad, t0, rbuf):
     """``dd = B dV B^T`` added onto the overlapping input tiles (the adjoint of
     ``_input_tiles``): dv (4, 4, C, n, rows, tw) -> dxpad (n, C, Hp, Wp) += ..."""
     _, _, c, n, rows, tw = dv.shape
@@ -262,12 +306,12 @@ def _correlate(xp, x, u, padding, out, chunks):
                 cols = m_ * (t1 - t0) * tw
                 v = vbuf[: 16 * c * cols].reshape(4, 4, c, m_, t1 - t0, tw)
                 m = mbuf[: 16 * o * cols].reshape(4, 4, o, m_, t1 - t0, tw)
-                _input_tiles(xp, xpad[:m_], t0, t1, tw, scratch, v)
+                input_tiles(xp, xpad[:m_], t0, t1, tw, scratch, v)
                 for i in range(4):
                     for j in range(4):
                         xp.matmul(u[i, j], v[i, j].reshape(c, cols),
                                   out=m[i, j].reshape(o, cols))
-                _output_tiles(xp, m, out[i0:i1], t0, scratch)
+                output_tiles(xp, m, out[i0:i1], t0, scratch)
         yield None
 
 
@@ -317,9 +361,9 @@ def _backward(xp, x, g, u, padding, dx, need_weight, chunks):
                 cols = m_ * (t1 - t0) * tw
                 v = vbuf[: 16 * c * cols].reshape(4, 4, c, m_, t1 - t0, tw)
                 dm = mbuf[: 16 * o * cols].reshape(4, 4, o, m_, t1 - t0, tw)
-                _grad_tiles(xp, gpad[:m_], t0, t1, scratch, dm)
+                grad_tiles(xp, gpad[:m_], t0, t1, scratch, dm)
                 if need_weight:
-                    _input_tiles(xp, xpad[:m_], t0, t1, tw, scratch, v)
+                    input_tiles(xp, xpad[:m_], t0, t1, tw, scratch, v)
                     for i in range(4):
                         for j in range(4):
                             xp.matmul(dm[i, j].reshape(o, cols), v[i, j].reshape(c, cols).T,
@@ -332,7 +376,7 @@ def _backward(xp, x, g, u, padding, dx, need_weight, chunks):
                         for j in range(4):
                             xp.matmul(u[i, j].T, dm[i, j].reshape(o, cols),
                                       out=v[i, j].reshape(c, cols))
-                    _add_input_tiles(xp, v, dxpad[:m_], t0, scratch)
+                    add_input_tiles(xp, v, dxpad[:m_], t0, scratch)
             if dx is not None:
                 dx[i0:i1] = dinner[:m_]
         yield du
