@@ -22,10 +22,10 @@ large maps one image at a time), and each group in bands of tile rows, so that a
 and ``M`` stay cache-sized (``_band_tile_rows``). The transforms work on whole strided planes
 (row pass, then column pass), never on single tiles: those NumPy transforms
 (``*_tiles_reference``) are the readable ones and run on CuPy; on NumPy arrays the Numba kernels
-of ``winograd_tiles.py`` do the same arithmetic in one pass (the same bits). On the CPU a group is the chunk of images
-that one batch thread takes (``batch_threads``): the groups, so the GEMMs' shapes, depend on the
-batch size and the layer's shape only, and ``dU`` is summed per group, then over the groups in
-order; so the results do not depend on the thread count.
+of ``winograd_tiles.py`` do the same arithmetic in one pass (the same bits). On the CPU a group
+is the chunk of images that one batch thread takes (``batch_threads``): the groups, so the
+GEMMs' shapes, depend on the batch size and the layer's shape only, and ``dU`` is summed per
+group, then over the groups in order; so the results do not depend on the thread count.
 """
 
 from __future__ import annotations
@@ -168,8 +168,8 @@ def _groups(lo, hi, size):
 
 
 def _on_cpu(xp):
-    """Whether the Numba tile kernels (``winograd_tiles.py``) take the transforms: NumPy arrays,
-    outside reference mode; CuPy arrays keep the whole-plane transforms below."""
+    """Whether the Numba tile kernels (``winograd_tiles.py``) take the transforms: NumPy arrays;
+    CuPy arrays keep the whole-plane NumPy/CuPy transforms (``*_tiles_reference``)."""
     return xp.__name__ == "numpy"
 
 
