@@ -63,11 +63,17 @@ from .geometry import (
     iou_reference,
 )
 from .matching import MatchResult, match, match_overlaps
-from .non_maximum_suppression import batched_nms, batched_nms_reference, nms, nms_reference
+from .non_maximum_suppression import (
+    batched_nms,
+    batched_nms_reference,
+    best_per_label,
+    nms,
+    nms_reference,
+)
 
 __all__ = [
     "corners_to_centre", "centre_to_corners", "box_area", "box_intersection", "iou_elementwise",
     "iou_reference", "iou",
     "encode", "decode", "MatchResult", "match", "match_overlaps",
-    "nms_reference", "batched_nms_reference", "nms", "batched_nms",
+    "nms_reference", "batched_nms_reference", "nms", "batched_nms", "best_per_label",
 ]

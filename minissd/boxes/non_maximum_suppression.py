@@ -109,10 +109,47 @@ def nms(boxes, scores, iou_threshold, *, pre_nms_top_k=None, top_k=None):
                 _check_count(pre_nms_top_k, "pre_nms_top_k"), _check_count(top_k, "top_k"), xp)
 
 
+def best_per_label(scores, labels, k):
+    """The candidates a per-label ``pre_nms_top_k = k`` cut keeps, as ascending indices.
+
+    scores: (K,) floats; labels: (K,) ints; k >= 0. Each label keeps its ``k`` best scores; ties
+    at the k-th score go to the lower indices (``nms_reference``'s stable order). On NumPy one
+    partition per label finds them instead of one sort of everything (SSD300 detection: 20
+    classes x 8732 boxes an image, 400 kept a class); on CuPy, ranking everything and cutting.
+    """
+    xp = get_array_module(scores, labels)
+    if xp is not np:
+        order = _ranked(scores, labels, xp)
+        ranked_labels = labels[order]
+        rank = xp.arange(order.shape[0]) - xp.searchsorted(ranked_labels, ranked_labels)
+        return xp.sort(order[rank < k])
+    if k == 0 or scores.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    by_label = np.argsort(labels, kind="stable")  # each label's members in index order
+    starts = np.flatnonzero(np.diff(labels[by_label])) + 1
+    kept = []
+    for members in np.split(by_label, starts):
+        if members.shape[0] > k:
+            worse = -scores[members].astype(np.float64)  # smaller is better
+            kth = np.partition(worse, k - 1)[k - 1]  # the k-th best score, negated
+            chosen = worse < kth
+            chosen[np.flatnonzero(worse == kth)[: k - int(chosen.sum())]] = True
+            members = members[chosen]
+        kept.append(members)
+    return np.sort(np.concatenate(kept)).astype(np.int64)
+
+
 def _nms(boxes, scores, labels, iou_threshold, pre_nms_top_k, top_k, xp):
     """Shared body of ``nms`` and ``batched_nms`` on validated inputs."""
     if boxes.shape[0] == 0:
         return xp.zeros(0, dtype=xp.int64)
+    if xp is np and pre_nms_top_k is not None and boxes.shape[0] > pre_nms_top_k:
+        # cut first, then rank only what is left: the same answer (the cut keeps index order,
+        # so ties still fall to the lower index), far less sorting
+        subset = best_per_label(scores, labels, pre_nms_top_k)
+        kept = _nms(boxes[subset], scores[subset], labels[subset], iou_threshold, None, top_k,
+                    xp)
+        return subset[kept]
     # Rank by (label, -score, index); each label is then one contiguous segment.
     order = _ranked(scores, labels, xp)
     ranked_labels = labels[order]

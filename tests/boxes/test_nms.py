@@ -158,3 +158,19 @@ def test_nms_on_many_clustered_boxes_equals_reference():
         B.batched_nms(boxes, scores, labels, 0.45, pre_nms_top_k=50, top_k=100),
         B.batched_nms_reference(boxes, scores, labels, 0.45, pre_nms_top_k=50, top_k=100),
     )
+
+
+@given(st.lists(st.tuples(st.integers(-1, 3), st.sampled_from([0.0, -0.0, 0.25, 0.5, 1.0])),
+                max_size=40), st.integers(0, 6))
+def test_per_label_cut_keeps_what_ranking_everything_keeps(pairs, k):
+    """The partition-based pre-NMS cut (``best_per_label``) selects exactly the candidates that
+    sorting every candidate by (label, -score, index) and keeping each label's first k would:
+    ties at the k-th score (signed zeros included) go to the lower indices."""
+    from minissd.boxes.non_maximum_suppression import best_per_label
+
+    labels = np.array([p[0] for p in pairs], dtype=np.int64)
+    scores = np.array([p[1] for p in pairs], dtype=np.float64)
+    ranked = np.lexsort((np.arange(len(pairs)), -scores, labels))
+    rank_in_label = np.arange(len(pairs)) - np.searchsorted(labels[ranked], labels[ranked])
+    expected = np.sort(ranked[rank_in_label < k])
+    np.testing.assert_array_equal(best_per_label(scores, labels, k), expected)

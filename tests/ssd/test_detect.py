@@ -165,3 +165,44 @@ def test_detect_through_batched_nms_equals_the_per_class_loop(problem):
         np.testing.assert_array_equal(getattr(got, field), getattr(want, field), err_msg=field)
         assert getattr(got, field).dtype == getattr(want, field).dtype, field
     assert got.boxes.shape == want.boxes.shape
+
+
+@st.composite
+def detection_batches(draw):
+    """Several images of one problem's shape: each image its own offsets and logits (ties inside
+    and across images), one config; some images may have no candidate at all."""
+    loc, conf, priors, config, _, clip = draw(detection_problems())
+    n = draw(st.integers(1, 4))
+    p, c = conf.shape
+    locs = [loc] + [np.array(draw(st.lists(st.sampled_from([-1.0, 0.0, 0.5, 2.0]), min_size=4 * p,
+                                           max_size=4 * p))).reshape(p, 4) for _ in range(n - 1)]
+    confs = [conf] + [np.array(draw(st.lists(st.integers(-2, 2), min_size=p * c,
+                                             max_size=p * c)), dtype=np.float64).reshape(p, c)
+                      for _ in range(n - 1)]
+    if n > 1 and draw(st.booleans()):  # an image whose every box is background
+        confs[-1] = np.tile([[50.0] + [0.0] * (c - 1)], (p, 1))
+    sizes = [draw(st.sampled_from([(1.0, 1.0), (300, 500), (17, 9)])) for _ in range(n)]
+    return np.stack(locs), np.stack(confs), priors, config, sizes, clip
+
+
+@given(detection_batches())
+def test_batch_detect_equals_image_by_image(problem):
+    """``detect`` (one batched NMS over (image, class) pairs) gives each image exactly what
+    ``detect_image`` gives it: the same boxes, labels, scores, order and dtypes."""
+    loc, conf, priors, config, sizes, clip = problem
+    got = detect(loc, conf, priors, config, VAR, sizes, clip)
+    assert len(got) == len(loc)
+    for i, d in enumerate(got):
+        want = detect_image(loc[i], conf[i], priors, config, VAR, sizes[i], clip)
+        for field in ("boxes", "labels", "scores"):
+            np.testing.assert_array_equal(getattr(d, field), getattr(want, field),
+                                          err_msg=f"image {i} {field}")
+            assert getattr(d, field).dtype == getattr(want, field).dtype, field
+        assert d.boxes.shape == want.boxes.shape
+
+
+def test_batch_detect_checks_image_sizes():
+    loc, conf, priors, _ = scene()
+    with pytest.raises(ValueError, match="image_sizes.*2 images, 1 sizes"):
+        detect(np.stack([loc, loc]), np.stack([conf, conf]), priors, DetectConfig(), VAR,
+               image_sizes=[(10, 10)])

@@ -80,3 +80,34 @@ def test_small_ssd_training_step_agrees_with_cpu():
     for name in state_c:
         np.testing.assert_allclose(state_g[name], state_c[name], rtol=1e-3, atol=1e-5,
                                    err_msg=name)
+
+
+def test_batch_detect_on_gpu_agrees_with_cpu_in_one_cuda_nms_call(monkeypatch):
+    """``ssd.detect`` on CuPy outputs: the CPU's detections (the GPU's exp may differ in the last
+    bit, so scores and boxes to 1e-12), every image and class suppressed by one launch of the
+    CUDA NMS kernel (``kernels/nms.cu``)."""
+    from minissd.backend import cupy
+    from minissd.kernels import cuda
+    from minissd.ssd.detect import detect
+    from minissd.ssd.model import DetectConfig
+
+    cp = cupy()
+    rng = np.random.default_rng(3)
+    n, p, c = 3, 60, 4
+    xy = rng.uniform(0.1, 0.7, (p, 2))
+    priors = np.concatenate([xy, rng.uniform(0.1, 0.3, (p, 2))], 1)
+    loc = rng.normal(0, 0.5, (n, p, 4))
+    conf = rng.normal(0, 2, (n, p, c))
+    config = DetectConfig(score_threshold=0.05, pre_nms_top_k=20, keep_top_k=15)
+    sizes = [(300, 500), (120, 80), (1.0, 1.0)]
+    calls = []
+    nms_keep = cuda.nms_keep
+    monkeypatch.setattr(cuda, "nms_keep", lambda *a: calls.append(1) or nms_keep(*a))
+    got = detect(cp.asarray(loc), cp.asarray(conf), cp.asarray(priors), config, image_sizes=sizes)
+    want = detect(loc, conf, priors, config, image_sizes=sizes)
+    assert len(calls) == 1
+    for g, w in zip(got, want, strict=True):
+        assert isinstance(g.boxes, np.ndarray)
+        np.testing.assert_array_equal(g.labels, w.labels)
+        np.testing.assert_allclose(g.scores, w.scores, rtol=1e-12)
+        np.testing.assert_allclose(g.boxes, w.boxes, rtol=1e-12, atol=1e-9)
