@@ -21,8 +21,11 @@ resumed with another thread count continues exactly as it would have):
   a chunk is computed the same way whichever thread takes it, and alone: no GEMM spans two chunks;
 * every chunk's GEMMs run on one OpenBLAS thread, also when the chunks run one after the other
   (one thread, or too little work to pay for threads). A call that is a single chunk (batch 1,
-  small maps with large chunks) runs in the caller's thread with OpenBLAS as it is, on every
-  thread count alike;
+  small maps with large chunks) runs in the caller's thread; the forward im2col and Winograd
+  kernels then spread that chunk's own pieces (bands, tile positions) over the batch threads,
+  one OpenBLAS thread each (``split_one_chunk``), so their numbers do not depend on
+  ``OPENBLAS_NUM_THREADS`` either; the other single-chunk work (backward, 1x1 and by-offset
+  layers) leaves its GEMMs to OpenBLAS as it is, on every ``MINISSD_NUM_THREADS`` alike;
 * sums over the batch (weight gradients) are formed per chunk, and the chunk sums are added in
   chunk order, ``((s0 + s1) + s2) + ...`` (``sum_over_chunks``), as they arrive.
 
@@ -30,8 +33,8 @@ What that costs: where a layer has fewer chunks than there are threads (batch 8:
 19x19 Winograd layers have 2 chunks of 4 images), the other threads wait; a chunk's sum waits
 until those before it are added (a few partial sums alive at a time); and
 ``MINISSD_NUM_THREADS=1`` means one core for the kernels' GEMMs too. What it does not cover:
-OpenBLAS's own thread count (``OPENBLAS_NUM_THREADS``, used by single-chunk calls and by GEMMs
-outside these kernels), and another CPU or OpenBLAS build (other kernels).
+OpenBLAS's own thread count where single-chunk work leaves the GEMMs to it (see above) and for
+GEMMs outside these kernels, and another CPU or OpenBLAS build (other kernels).
 
 The interface::
 
@@ -132,6 +135,20 @@ def one_blas_thread(xp):
         yield
     finally:
         set_(saved)
+
+
+def split_one_chunk(xp) -> bool:
+    """Whether the chunk being computed here is a call's only chunk (one image, or a batch that
+    fits one chunk), in the caller's thread, on NumPy with its OpenBLAS found: then a kernel
+    spreads the chunk's own pieces (bands, tile positions, channel shares) over the batch
+    threads with ``over_batch``, one OpenBLAS thread each, instead of leaving the chunk's GEMMs
+    to OpenBLAS's threads. Those busy-wait between GEMMs (next to another busy process a
+    batch-1 SSD300 forward took 1.7 s instead of 0.7; split, 1.0 s) and their results depend on
+    OpenBLAS's thread count; the pieces are fixed by the layer's shape, so the numbers are the
+    same on every thread count, ``OPENBLAS_NUM_THREADS`` included. False inside a batch
+    thread (the other threads are busy with other chunks) and on CuPy."""
+    return (xp.__name__ == "numpy" and blas_controls() is not None
+            and not getattr(_local, "inside", False))
 
 
 def over_batch(xp, n: int, work: float, fn, size: int = 1):

@@ -69,7 +69,13 @@ batch is one chunk).
 from __future__ import annotations
 
 from . import winograd
-from .batch_threads import over_batch, over_chunks, sum_over_chunks
+from .batch_threads import (
+    one_blas_thread,
+    over_batch,
+    over_chunks,
+    split_one_chunk,
+    sum_over_chunks,
+)
 
 #: Size of one band's column buffer on the CPU. 8 MiB fits the L3 cache with room for the
 #: weights; bands are always at least one output row.
@@ -160,11 +166,16 @@ class _Columns:
             return
         xpad = self.pad(img)
         for r0, r1 in _bands(ho, self.rows):
-            cols = self.buf[: self.k * (r1 - r0) * wo].reshape(
-                img.shape[0], *self.kernel, r1 - r0, wo)
-            self.xp.copyto(cols, windows(self.xp, xpad[:, r0 * self.stride[0]:], self.kernel,
-                                         self.stride, self.dilation, (r1 - r0, wo)))
-            yield r0, r1, cols.reshape(self.k, (r1 - r0) * wo)
+            yield r0, r1, self.band(xpad, r0, r1, self.buf)
+
+    def band(self, xpad, r0, r1, buf):
+        """The ``(C*kh*kw, (r1 - r0)*Wo)`` im2col matrix of output rows [r0, r1) of ``xpad`` (an
+        image padded by ``self.pad``), built in ``buf`` (``self.buf`` or one of its size)."""
+        wo = self.out_hw[1]
+        cols = buf[: self.k * (r1 - r0) * wo].reshape(xpad.shape[0], *self.kernel, r1 - r0, wo)
+        self.xp.copyto(cols, windows(self.xp, xpad[:, r0 * self.stride[0]:], self.kernel,
+                                     self.stride, self.dilation, (r1 - r0, wo)))
+        return cols.reshape(self.k, (r1 - r0) * wo)
 
 
 def offset_ranges(size, out, kernel, stride, padding, dilation=1):
@@ -313,11 +324,39 @@ def _correlate(xp, x, weight, stride, padding, dilation, out, chunks, wk):
     w2 = weight.reshape(o, -1)  # (O, C*kh*kw); a view where it can be (1x1 flipped: W.T)
     flat = out.reshape(n, o, ho * wo)
     columns = _Columns(xp, x.shape[1:], kernel, stride, padding, dilation, (ho, wo), x.dtype)
+    split = split_one_chunk(xp) and not columns.direct
     for lo, hi in chunks:
         for i in range(lo, hi):
+            if split:
+                _bands_split(xp, columns, x[i], w2, flat[i])
+                continue
             for r0, r1, cols in columns.bands(x[i]):
                 xp.matmul(w2, cols, out=flat[i, :, r0 * wo: r1 * wo])
         yield None
+
+
+#: A split image (``_bands_split``) goes in at least this many bands where it has the rows.
+SPLIT_MIN_BANDS = 8
+
+
+def _bands_split(xp, columns, img, w2, out):
+    """The bands of a call's only image (``batch_threads.split_one_chunk``: batch 1) spread over
+    the batch threads, each building its bands' columns in a buffer of its own, from one padded
+    copy of the image; one OpenBLAS thread per GEMM. At least ``SPLIT_MIN_BANDS`` bands (conv1_1's
+    cache budget alone would give two bands of 258 and 42 rows): fixed by the layer's shape."""
+    ho, wo = columns.out_hw
+    xpad = columns.pad(img)
+    bands = _bands(ho, min(columns.rows, -(-ho // SPLIT_MIN_BANDS)))
+
+    def worker(chunks):
+        buf = xp.empty_like(columns.buf)
+        for first, last in chunks:
+            for r0, r1 in bands[first:last]:
+                xp.matmul(w2, columns.band(xpad, r0, r1, buf), out=out[:, r0 * wo: r1 * wo])
+            yield None
+
+    with one_blas_thread(xp):
+        over_chunks(xp, len(bands), w2.size * ho * wo, worker)
 
 
 def backward(xp, x, g, weight, stride, padding, dilation, need_input, need_weight):

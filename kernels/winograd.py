@@ -30,7 +30,13 @@ group, then over the groups in order; so the results do not depend on the thread
 
 from __future__ import annotations
 
-from .batch_threads import one_blas_thread, over_batch, over_chunks, sum_over_chunks
+from .batch_threads import (
+    one_blas_thread,
+    over_batch,
+    over_chunks,
+    split_one_chunk,
+    sum_over_chunks,
+)
 
 # Lavin & Gray's F(2x2, 3x3) matrices (points 0, 1, -1, infinity)
 BT = ((1, 0, -1, 0),
@@ -298,6 +304,7 @@ def _correlate(xp, x, u, padding, out, chunks):
     xpad, inner = _padded(xp, (k, *x.shape[1:]), padding, (th, tw), x.dtype)
     rows = _band_tile_rows(xp, k, max(c, o), tw, x.dtype.itemsize)
     vbuf, mbuf, scratch = _buffers(xp, k, c, o, tw, min(rows, th), xpad.shape[3], x.dtype)
+    split = split_one_chunk(xp)
     for lo, hi in chunks:
         for i0, i1 in _groups(lo, hi, k):
             m_ = i1 - i0
@@ -306,13 +313,44 @@ def _correlate(xp, x, u, padding, out, chunks):
                 cols = m_ * (t1 - t0) * tw
                 v = vbuf[: 16 * c * cols].reshape(4, 4, c, m_, t1 - t0, tw)
                 m = mbuf[: 16 * o * cols].reshape(4, 4, o, m_, t1 - t0, tw)
+                if split:
+                    _band_split(xp, xpad[:m_], t0, u, v, m, out[i0:i1])
+                    continue
                 input_tiles(xp, xpad[:m_], t0, t1, tw, scratch, v)
-                for i in range(4):
-                    for j in range(4):
-                        xp.matmul(u[i, j], v[i, j].reshape(c, cols),
-                                  out=m[i, j].reshape(o, cols))
+                _tile_gemms(xp, u, v, m, 0, 16)
                 output_tiles(xp, m, out[i0:i1], t0, scratch)
         yield None
+
+
+def _tile_gemms(xp, u, v, m, first, last):
+    """``M[xi] = U[xi] @ V[xi]`` for the tile positions ``xi = 4 i + j`` in [first, last)."""
+    c, o = v.shape[2], m.shape[2]
+    cols = v[0, 0].size // c
+    for xi in range(first, last):
+        i, j = divmod(xi, 4)
+        xp.matmul(u[i, j], v[i, j].reshape(c, cols), out=m[i, j].reshape(o, cols))
+
+
+#: A split band's transforms go in this many shares of channels (any number gives the same bits:
+#: they are elementwise; enough shares that a thread held up by another process holds up little).
+TRANSFORM_SHARES = 8
+
+
+def _band_split(xp, xpad, t0, u, v, m, out):
+    """One band of a call's only chunk (``batch_threads.split_one_chunk``), its pieces spread over
+    the batch threads: the input transform by shares of the input channels, the 16 GEMMs one per
+    tile position, the output transform by shares of the output channels; one OpenBLAS thread
+    throughout, so each GEMM's bits are those of one thread whichever thread runs it."""
+    from . import winograd_tiles
+
+    c, o = v.shape[2], m.shape[2]
+    with one_blas_thread(xp):
+        over_batch(xp, c, v.size, lambda c0, c1: winograd_tiles.input_tiles(xpad, t0, v, c0, c1),
+                   size=-(-c // TRANSFORM_SHARES))
+        over_batch(xp, 16, u[0, 0].size * (v.size // c),
+                   lambda first, last: _tile_gemms(xp, u, v, m, first, last))
+        over_batch(xp, o, m.size, lambda o0, o1: winograd_tiles.output_tiles(m, out, t0, o0, o1),
+                   size=-(-o // TRANSFORM_SHARES))
 
 
 def backward(xp, x, g, weight, padding, need_input, need_weight):

@@ -146,6 +146,32 @@ def test_ssd_sized_layers_give_bitwise_the_same_numbers_on_any_thread_count(
     _bitwise_same(lambda x, w, b: F.conv2d(x, w, b, 1, padding, dilation), arrays)
 
 
+@pytest.mark.parametrize("c, o, hw, path", [(128, 128, 38, "winograd"), (64, 64, 96, "im2col")])
+def test_a_one_chunk_call_does_not_depend_on_openblas_threads(c, o, hw, path):
+    """A call that is one chunk (batch 1) spreads its own bands or tile GEMMs over the batch
+    threads, one OpenBLAS thread each (``split_one_chunk``): its output is bitwise the same on
+    any OpenBLAS thread count and any ``MINISSD_NUM_THREADS`` (OpenBLAS's own threads, which ran
+    these GEMMs before, give other bits on 1 and 2 threads)."""
+    if _threads.blas_controls() is None:
+        pytest.skip("NumPy's OpenBLAS not found")
+    get, set_ = _threads.blas_controls()
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((1, c, hw, hw)) * 0.1).astype(np.float32)
+    w = (rng.standard_normal((o, c, 3, 3)) * 0.1).astype(np.float32)
+    forced = {"winograd.MIN_CHANNELS": 0 if path == "winograd" else 10**9}
+    outputs, saved = {}, get()
+    try:
+        for blas_threads in (1, 2):
+            for ours in (1, 2):
+                set_(blas_threads)
+                with threads(ours, **forced):
+                    outputs[blas_threads, ours] = F.conv2d(Tensor(x), Tensor(w), padding=1).data
+    finally:
+        set_(saved)
+    for key, out in outputs.items():
+        np.testing.assert_array_equal(out, outputs[1, 1], err_msg=f"OpenBLAS, batch threads {key}")
+
+
 @settings(max_examples=25, deadline=None)
 @given(n=st.sampled_from([1, 2, 3, 5, 8]), c=st.integers(1, 3), hw=st.integers(3, 11),
        k=st.integers(1, 3), stride=st.integers(1, 3), ceil=st.booleans(), dtype=dtypes,
