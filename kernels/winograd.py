@@ -57,10 +57,13 @@ GPU_BAND_BYTES = 512 << 20
 #: repacking the (O, C) matrix of each of the 16 GEMMs costs more than it is worth.
 MIN_GEMM_COLUMNS = 384
 #: Winograd where C*O/(C+O) reaches this: below it the transforms (memory traffic ~ C + O per
-#: tile) cost more than the GEMM work saved (~ C*O per tile). Measured (bench_conv, batch 8,
-#: 2 cores, ratio to torch): conv1_2 (64 -> 64, 32) 1.04 by im2col but 1.52 by Winograd;
-#: conv2_1 (64 -> 128, 43) 0.94 -> 0.88; conv2_2 (128 -> 128, 64) 1.09 -> 1.01.
-MIN_CHANNELS = 40
+#: tile) cost more than the GEMM work saved (~ C*O per tile). Measured with the Numba transforms
+#: (``winograd_tiles``), forward + backward, im2col -> Winograd, 2 cores: SSD300 conv1_2
+#: (64 -> 64 on 300x300, 32) batch 8 3.2 -> 1.5 s, batch 2 0.50 -> 0.40 s, batch 1 forward
+#: 81 -> 80 ms; the small model's conv3_2 (64 -> 64 on 32x32, batch 16) 44 -> 38 ms; but
+#: 512 -> 16 (15.5) 128 -> 133 ms and 1024 -> 24 (23.4) 69 -> 92 ms at batch 8. (With the
+#: NumPy transforms the line stood at 40: conv1_2 was 1.52x torch by Winograd, 1.04x by im2col.)
+MIN_CHANNELS = 32
 
 
 def applies(kernel, stride, dilation, channels, out_channels, out_hw):

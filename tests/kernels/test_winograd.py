@@ -136,7 +136,8 @@ def test_float32_error_stays_small():
 @pytest.mark.parametrize("kernel, stride, dilation, c, o, out_hw, expected", [
     ((3, 3), (1, 1), (1, 1), 512, 512, (19, 19), True),  # conv5_x
     ((3, 3), (1, 1), (1, 1), 64, 128, (150, 150), True),  # conv2_1
-    ((3, 3), (1, 1), (1, 1), 64, 64, (300, 300), False),  # conv1_2: the transforms cost more
+    ((3, 3), (1, 1), (1, 1), 64, 64, (300, 300), True),  # conv1_2 (32: the line, measured)
+    ((3, 3), (1, 1), (1, 1), 32, 64, (150, 150), False),  # 21: below the line
     ((3, 3), (1, 1), (1, 1), 512, 24, (38, 38), False),  # a loc head: few output channels
     ((3, 3), (1, 1), (6, 6), 512, 1024, (19, 19), False),  # fc6: dilated
     ((3, 3), (2, 2), (1, 1), 256, 512, (10, 10), False),  # conv8_2: stride 2
