@@ -48,6 +48,19 @@ def test_conv2d_and_pool_reject_non_finite(bad):
         ag.max_pool2d(Tensor(x), 2)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_is_found_next_to_huge_values(bad):
+    """Huge finite values (their float32 sum overflows) are not refused; NaN or inf beside them
+    is."""
+    x = np.full((1, 2, 4, 4), 3e38, np.float32)  # the float32 sum overflows to inf
+    ag.max_pool2d(Tensor(x), 2)  # finite: accepted
+    x[0, 0, 0, 0] = -3e38
+    ag.max_pool2d(Tensor(x), 2)
+    x[0, 1, 2, 3] = bad
+    with pytest.raises(ValueError, match=r"max_pool2d: input of shape \(1, 2, 4, 4\) contains"):
+        ag.max_pool2d(Tensor(x), 2)
+
+
 def test_cross_entropy_bad_target():
     with pytest.raises(ValueError, match=r"cross_entropy: target must be integers of shape "
                                          r"\(4,\)"):
