@@ -210,7 +210,29 @@ def _sum_offsets(xp, dst, blocks):
     the sum, so there is no zero fill."""
     n, k, h, w = dst.shape
     acc = xp.empty((k, n, h, w), dtype=dst.dtype)
-    part = xp.empty(acc.size, dtype=dst.dtype)
+    _accumulate_offsets(xp, acc, blocks)
+    dst[...] = acc.transpose(1, 0, 2, 3)
+
+
+def _sum_offsets_split(xp, dst, blocks):
+    """``_sum_offsets`` for a call's only chunk (``batch_threads.split_one_chunk``): the output
+    channels in ``SPLIT_SHARES`` fixed shares over the batch threads, each share summing its rows
+    of every offset's product (one OpenBLAS thread); the offsets' blocks are all kept at once."""
+    n, k, h, w = dst.shape
+    blocks = [(rows, cols, a, b.copy()) for rows, cols, a, b in blocks]  # b: a reused buffer
+    acc = xp.empty((k, n, h, w), dtype=dst.dtype)
+    with one_blas_thread(xp):
+        over_batch(xp, k, sum(a.size * b.shape[1] for _, _, a, b in blocks),
+                   lambda k0, k1: _accumulate_offsets(
+                       xp, acc[k0:k1], [(rows, cols, a[k0:k1], b) for rows, cols, a, b in blocks]),
+                   size=-(-k // SPLIT_SHARES))
+    dst[...] = acc.transpose(1, 0, 2, 3)
+
+
+def _accumulate_offsets(xp, acc, blocks):
+    """``acc (K, N, H, W)`` = the sum of the blocks' products (see ``_sum_offsets``)."""
+    k, n, h, w = acc.shape
+    part = xp.empty(acc.size, dtype=acc.dtype)
     started = False
     for rows, cols, a, b in blocks:
         r, c = len(range(h)[rows]), len(range(w)[cols])
@@ -225,7 +247,6 @@ def _sum_offsets(xp, dst, blocks):
         started = True
     if not started:  # no offset meets the input: all padding
         acc.fill(0)
-    dst[...] = acc.transpose(1, 0, 2, 3)
 
 
 def padding_share(x_hw, out_hw, kernel, stride, padding, dilation):
@@ -315,18 +336,22 @@ def _correlate(xp, x, weight, stride, padding, dilation, out, chunks, wk):
     convolution goes by offset."""
     n, o, ho, wo = out.shape
     kernel = weight.shape[2:]
+    split = split_one_chunk(xp)
     if wk is not None:
         for lo, hi in chunks:
             blocks = _offset_blocks(xp, x[lo:hi], (ho, wo), kernel, stride, padding, dilation)
-            _sum_offsets(xp, out[lo:hi], ((ro, co, wk[u, v], xs) for u, v, ro, co, xs in blocks))
+            (_sum_offsets_split if split else _sum_offsets)(
+                xp, out[lo:hi], ((ro, co, wk[u, v], xs) for u, v, ro, co, xs in blocks))
             yield None
         return
     w2 = weight.reshape(o, -1)  # (O, C*kh*kw); a view where it can be (1x1 flipped: W.T)
     flat = out.reshape(n, o, ho * wo)
     columns = _Columns(xp, x.shape[1:], kernel, stride, padding, dilation, (ho, wo), x.dtype)
-    split = split_one_chunk(xp) and not columns.direct
     for lo, hi in chunks:
         for i in range(lo, hi):
+            if split and columns.direct:
+                _direct_split(xp, w2, x[i].reshape(x.shape[1], -1), flat[i])
+                continue
             if split:
                 _bands_split(xp, columns, x[i], w2, flat[i])
                 continue
@@ -337,6 +362,17 @@ def _correlate(xp, x, weight, stride, padding, dilation, out, chunks, wk):
 
 #: A split image (``_bands_split``) goes in at least this many bands where it has the rows.
 SPLIT_MIN_BANDS = 8
+#: A split 1x1 or by-offset product goes in this many shares of the output channels.
+SPLIT_SHARES = 8
+
+
+def _direct_split(xp, w2, cols, out):
+    """A 1x1 convolution of a call's only image: ``out = w2 @ cols`` in ``SPLIT_SHARES`` fixed
+    shares of the output channels over the batch threads, one OpenBLAS thread each."""
+    o = w2.shape[0]
+    with one_blas_thread(xp):
+        over_batch(xp, o, w2.size * cols.shape[1], lambda o0, o1: xp.matmul(
+            w2[o0:o1], cols, out=out[o0:o1]), size=-(-o // SPLIT_SHARES))
 
 
 def _bands_split(xp, columns, img, w2, out):

@@ -146,18 +146,24 @@ def test_ssd_sized_layers_give_bitwise_the_same_numbers_on_any_thread_count(
     _bitwise_same(lambda x, w, b: F.conv2d(x, w, b, 1, padding, dilation), arrays)
 
 
-@pytest.mark.parametrize("c, o, hw, path", [(128, 128, 38, "winograd"), (64, 64, 96, "im2col")])
-def test_a_one_chunk_call_does_not_depend_on_openblas_threads(c, o, hw, path):
-    """A call that is one chunk (batch 1) spreads its own bands or tile GEMMs over the batch
-    threads, one OpenBLAS thread each (``split_one_chunk``): its output is bitwise the same on
-    any OpenBLAS thread count and any ``MINISSD_NUM_THREADS`` (OpenBLAS's own threads, which ran
-    these GEMMs before, give other bits on 1 and 2 threads)."""
+@pytest.mark.parametrize("c, o, hw, k, padding, dilation, path", [
+    (128, 128, 38, 3, 1, 1, "winograd"),
+    (64, 64, 96, 3, 1, 1, "im2col"),
+    (256, 512, 38, 1, 0, 1, "1x1"),
+    (256, 512, 19, 3, 6, 6, "by offset"),  # fc6
+])
+def test_a_one_chunk_call_does_not_depend_on_openblas_threads(c, o, hw, k, padding, dilation,
+                                                              path):
+    """A call that is one chunk (batch 1) spreads its own bands, tile GEMMs or output-channel
+    shares over the batch threads, one OpenBLAS thread each (``split_one_chunk``): its output is
+    bitwise the same on any OpenBLAS thread count and any ``MINISSD_NUM_THREADS`` (OpenBLAS's
+    own threads, which ran these GEMMs before, give other bits on 1 and 2 threads)."""
     if _threads.blas_controls() is None:
         pytest.skip("NumPy's OpenBLAS not found")
     get, set_ = _threads.blas_controls()
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((1, c, hw, hw)) * 0.1).astype(np.float32)
-    w = (rng.standard_normal((o, c, 3, 3)) * 0.1).astype(np.float32)
+    w = (rng.standard_normal((o, c, k, k)) * 0.1).astype(np.float32)
     forced = {"winograd.MIN_CHANNELS": 0 if path == "winograd" else 10**9}
     outputs, saved = {}, get()
     try:
@@ -165,7 +171,8 @@ def test_a_one_chunk_call_does_not_depend_on_openblas_threads(c, o, hw, path):
             for ours in (1, 2):
                 set_(blas_threads)
                 with threads(ours, **forced):
-                    outputs[blas_threads, ours] = F.conv2d(Tensor(x), Tensor(w), padding=1).data
+                    outputs[blas_threads, ours] = F.conv2d(Tensor(x), Tensor(w), None, 1,
+                                                           padding, dilation).data
     finally:
         set_(saved)
     for key, out in outputs.items():
