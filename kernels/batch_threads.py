@@ -21,11 +21,12 @@ resumed with another thread count continues exactly as it would have):
   a chunk is computed the same way whichever thread takes it, and alone: no GEMM spans two chunks;
 * every chunk's GEMMs run on one OpenBLAS thread, also when the chunks run one after the other
   (one thread, or too little work to pay for threads). A call that is a single chunk (batch 1,
-  small maps with large chunks) runs in the caller's thread; the forward im2col and Winograd
-  kernels then spread that chunk's own pieces (bands, tile positions) over the batch threads,
-  one OpenBLAS thread each (``split_one_chunk``), so their numbers do not depend on
-  ``OPENBLAS_NUM_THREADS`` either; the other single-chunk work (backward, 1x1 and by-offset
-  layers) leaves its GEMMs to OpenBLAS as it is, on every ``MINISSD_NUM_THREADS`` alike;
+  small maps with large chunks) runs in the caller's thread; the forward kernels (im2col,
+  1x1, by offset, Winograd) and Winograd's backward then spread that chunk's own pieces (bands,
+  output-channel shares, tile positions) over the batch threads, one OpenBLAS thread each
+  (``split_one_chunk``), so their numbers do not depend on ``OPENBLAS_NUM_THREADS`` either; the
+  other single-chunk work (the im2col and by-offset backward) leaves its GEMMs to OpenBLAS as
+  it is, on every ``MINISSD_NUM_THREADS`` alike;
 * sums over the batch (weight gradients) are formed per chunk, and the chunk sums are added in
   chunk order, ``((s0 + s1) + s2) + ...`` (``sum_over_chunks``), as they arrive.
 

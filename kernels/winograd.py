@@ -388,6 +388,7 @@ def _backward(xp, x, g, u, padding, dx, need_weight, chunks):
         dxpad, dinner = _padded(xp, (k, c, h, w), padding, (th, tw), g.dtype)
     rows = _band_tile_rows(xp, k, max(c, o), tw, g.dtype.itemsize)
     vbuf, mbuf, scratch = _buffers(xp, k, c, o, tw, min(rows, th), 2 * tw + 2, g.dtype)
+    split = split_one_chunk(xp)
     for lo, hi in chunks:
         du = xp.empty((4, 4, o, c), dtype=g.dtype) if need_weight else None
         first = True  # the chunk's first band writes du, the others add to it
@@ -402,6 +403,12 @@ def _backward(xp, x, g, u, padding, dx, need_weight, chunks):
                 cols = m_ * (t1 - t0) * tw
                 v = vbuf[: 16 * c * cols].reshape(4, 4, c, m_, t1 - t0, tw)
                 dm = mbuf[: 16 * o * cols].reshape(4, 4, o, m_, t1 - t0, tw)
+                if split:
+                    _backward_band_split(xp, gpad[:m_], xpad[:m_] if need_weight else None, t0,
+                                         u, v, dm, du, first,
+                                         dxpad[:m_] if dx is not None else None)
+                    first = first and not need_weight
+                    continue
                 grad_tiles(xp, gpad[:m_], t0, t1, scratch, dm)
                 if need_weight:
                     input_tiles(xp, xpad[:m_], t0, t1, tw, scratch, v)
@@ -421,3 +428,39 @@ def _backward(xp, x, g, u, padding, dx, need_weight, chunks):
             if dx is not None:
                 dx[i0:i1] = dinner[:m_]
         yield du
+
+
+def _backward_band_split(xp, gpad, xpad, t0, u, v, dm, du, first, dxpad):
+    """One band of ``_backward`` for a call's only chunk (``batch_threads.split_one_chunk``),
+    spread over the batch threads like ``_band_split``: ``dM`` by shares of the output channels,
+    ``V`` (for ``dU``) by shares of the input channels, then per tile position ``dU[xi]`` (added
+    to the bands before, in band order) and ``dV[xi]`` (into ``v``: it reads ``v[xi]`` only after
+    ``dU[xi]`` has), then ``dd`` back onto ``dxpad`` by shares of the input channels. ``xpad`` /
+    ``du`` are None when no weight gradient is wanted, ``dxpad`` when no input gradient is."""
+    from . import winograd_tiles
+
+    c, o = v.shape[2], dm.shape[2]
+    cols = v[0, 0].size // c
+
+    def tile_gemms(first_xi, last_xi):
+        for xi in range(first_xi, last_xi):
+            i, j = divmod(xi, 4)
+            dmij = dm[i, j].reshape(o, cols)
+            if du is not None:
+                if first:
+                    xp.matmul(dmij, v[i, j].reshape(c, cols).T, out=du[i, j])
+                else:
+                    du[i, j] += xp.matmul(dmij, v[i, j].reshape(c, cols).T)
+            if dxpad is not None:
+                xp.matmul(u[i, j].T, dmij, out=v[i, j].reshape(c, cols))
+
+    with one_blas_thread(xp):
+        over_batch(xp, o, dm.size, lambda o0, o1: winograd_tiles.grad_tiles(gpad, t0, dm, o0, o1),
+                   size=-(-o // TRANSFORM_SHARES))
+        if du is not None:
+            over_batch(xp, c, v.size, lambda c0, c1: winograd_tiles.input_tiles(
+                xpad, t0, v, c0, c1), size=-(-c // TRANSFORM_SHARES))
+        over_batch(xp, 16, 2 * o * c * cols, tile_gemms)
+        if dxpad is not None:
+            over_batch(xp, c, v.size, lambda c0, c1: winograd_tiles.add_input_tiles(
+                v, dxpad, t0, c0, c1), size=-(-c // TRANSFORM_SHARES))

@@ -179,6 +179,34 @@ def test_a_one_chunk_call_does_not_depend_on_openblas_threads(c, o, hw, k, paddi
         np.testing.assert_array_equal(out, outputs[1, 1], err_msg=f"OpenBLAS, batch threads {key}")
 
 
+@pytest.mark.parametrize("n", [1, 2])
+def test_a_one_chunk_winograd_backward_does_not_depend_on_openblas_threads(n):
+    """Winograd's backward splits a one-chunk call's bands the same way (transforms by channel
+    shares, the dU and dV GEMMs per tile position): the input and weight gradients are bitwise
+    the same on any OpenBLAS and batch thread count (batch 2 on 38x38 is one chunk too)."""
+    if _threads.blas_controls() is None:
+        pytest.skip("NumPy's OpenBLAS not found")
+    get, set_ = _threads.blas_controls()
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((n, 128, 38, 38)) * 0.1).astype(np.float32)
+    w = (rng.standard_normal((128, 128, 3, 3)) * 0.1).astype(np.float32)
+    g = rng.standard_normal((n, 128, 38, 38)).astype(np.float32)
+    grads, saved = {}, get()
+    try:
+        for blas_threads in (1, 2):
+            for ours in (1, 2):
+                set_(blas_threads)
+                with threads(ours, **{"winograd.MIN_CHANNELS": 0}):
+                    xt, wt = Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)
+                    F.conv2d(xt, wt, None, 1, 1).backward(g)
+                    grads[blas_threads, ours] = (xt.grad, wt.grad)
+    finally:
+        set_(saved)
+    for key, (gx, gw) in grads.items():
+        np.testing.assert_array_equal(gx, grads[1, 1][0], err_msg=f"input grad {key}")
+        np.testing.assert_array_equal(gw, grads[1, 1][1], err_msg=f"weight grad {key}")
+
+
 @settings(max_examples=25, deadline=None)
 @given(n=st.sampled_from([1, 2, 3, 5, 8]), c=st.integers(1, 3), hw=st.integers(3, 11),
        k=st.integers(1, 3), stride=st.integers(1, 3), ceil=st.booleans(), dtype=dtypes,
