@@ -131,8 +131,8 @@ def detect(loc, conf, priors, config: DetectConfig, variances=SSD_VARIANCES,
         best = best_per_label(candidate_scores, segment, config.pre_nms_top_k)
         image, labels, prior, candidate_scores, segment = (
             a[best] for a in (image, labels, prior, candidate_scores, segment))
-    keep = batched_nms(boxes[image, prior], candidate_scores, segment, config.nms_threshold,
-                       pre_nms_top_k=config.pre_nms_top_k)  # by descending score
+    # already cut to each (image, class)'s pre_nms_top_k best: no second cut inside
+    keep = batched_nms(boxes[image, prior], candidate_scores, segment, config.nms_threshold)
     # image by image, each image's kept boxes still by descending score; its keep_top_k best
     keep = keep[xp.argsort(image[keep] * len(keep) + xp.arange(len(keep)))]
     kept_image = image[keep]
