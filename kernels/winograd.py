@@ -337,6 +337,11 @@ def _tile_gemms(xp, u, v, m, first, last):
 #: A split band's transforms go in this many shares of channels (any number gives the same bits:
 #: they are elementwise; enough shares that a thread held up by another process holds up little).
 TRANSFORM_SHARES = 8
+#: What one transformed value costs, in the GEMM multiply-adds that ``batch_threads`` counts as
+#: work: measured on one core, the Numba input transform takes 0.8 ns per value and a
+#: (512, 512) @ (512, 228) GEMM 0.026 ns per multiply-add. Counted as one each, a 38x38 layer's
+#: band (1.9M values) fell below ``MIN_PARALLEL_WORK`` and its transforms ran on one thread.
+TRANSFORM_COST = 32
 
 
 def _band_split(xp, xpad, t0, u, v, m, out):
@@ -348,12 +353,12 @@ def _band_split(xp, xpad, t0, u, v, m, out):
 
     c, o = v.shape[2], m.shape[2]
     with one_blas_thread(xp):
-        over_batch(xp, c, v.size, lambda c0, c1: winograd_tiles.input_tiles(xpad, t0, v, c0, c1),
-                   size=-(-c // TRANSFORM_SHARES))
+        over_batch(xp, c, TRANSFORM_COST * v.size, lambda c0, c1: winograd_tiles.input_tiles(
+            xpad, t0, v, c0, c1), size=-(-c // TRANSFORM_SHARES))
         over_batch(xp, 16, u[0, 0].size * (v.size // c),
                    lambda first, last: _tile_gemms(xp, u, v, m, first, last))
-        over_batch(xp, o, m.size, lambda o0, o1: winograd_tiles.output_tiles(m, out, t0, o0, o1),
-                   size=-(-o // TRANSFORM_SHARES))
+        over_batch(xp, o, TRANSFORM_COST * m.size, lambda o0, o1: winograd_tiles.output_tiles(
+            m, out, t0, o0, o1), size=-(-o // TRANSFORM_SHARES))
 
 
 def backward(xp, x, g, weight, padding, need_input, need_weight):
@@ -455,12 +460,13 @@ def _backward_band_split(xp, gpad, xpad, t0, u, v, dm, du, first, dxpad):
                 xp.matmul(u[i, j].T, dmij, out=v[i, j].reshape(c, cols))
 
     with one_blas_thread(xp):
-        over_batch(xp, o, dm.size, lambda o0, o1: winograd_tiles.grad_tiles(gpad, t0, dm, o0, o1),
-                   size=-(-o // TRANSFORM_SHARES))
+        over_batch(xp, o, TRANSFORM_COST * dm.size, lambda o0, o1: winograd_tiles.grad_tiles(
+            gpad, t0, dm, o0, o1), size=-(-o // TRANSFORM_SHARES))
         if du is not None:
-            over_batch(xp, c, v.size, lambda c0, c1: winograd_tiles.input_tiles(
+            over_batch(xp, c, TRANSFORM_COST * v.size, lambda c0, c1: winograd_tiles.input_tiles(
                 xpad, t0, v, c0, c1), size=-(-c // TRANSFORM_SHARES))
         over_batch(xp, 16, 2 * o * c * cols, tile_gemms)
         if dxpad is not None:
-            over_batch(xp, c, v.size, lambda c0, c1: winograd_tiles.add_input_tiles(
-                v, dxpad, t0, c0, c1), size=-(-c // TRANSFORM_SHARES))
+            over_batch(xp, c, TRANSFORM_COST * v.size, lambda c0, c1: (
+                winograd_tiles.add_input_tiles(v, dxpad, t0, c0, c1)),
+                size=-(-c // TRANSFORM_SHARES))
