@@ -274,7 +274,7 @@ def _conv2d_output(x, weight, bias, out, backward_xw):
         return gx, gw, g.reshape(g.shape[0], g.shape[1], -1).sum(axis=2).sum(axis=0)
 
     parents = (x, weight, bias) if bias is not None else (x, weight)
-    return Tensor.from_op(out, parents, backward, "conv2d")
+    return Tensor.from_op(out, parents, backward, "conv2d", private_grads=True)
 
 
 def _conv2d_inputs(x, weight, bias, stride, padding, dilation):
@@ -354,7 +354,7 @@ def max_pool2d_reference(x, kernel_size, stride=None, padding=0, ceil_mode=False
             gpad[:, :, rows, cols] += g * hit
         return (gpad[:, :, ph: ph + h, pw: pw + w],)
 
-    return Tensor.from_op(out, (x,), backward, "max_pool2d")
+    return Tensor.from_op(out, (x,), backward, "max_pool2d", private_grads=True)
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
@@ -379,7 +379,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     xp = x.xp
     out = fast_pool.max_pool2d(xp, x.data, kernel, stride, padding, out_hw)
     return Tensor.from_op(out, (x,), lambda g: (fast_pool.max_pool2d_backward(
-        xp, x.data, out, g, kernel, stride, padding),), "max_pool2d")
+        xp, x.data, out, g, kernel, stride, padding),), "max_pool2d", private_grads=True)
 
 
 def _pool2d_inputs(x, kernel_size, stride, padding, ceil_mode):

@@ -123,7 +123,9 @@ def relu(x, inplace=False):
         raise ValueError(f"relu(inplace=True): x must be the output of one of "
                          f"{OUTPUT_UNUSED_BY_BACKWARD}, got {x._op or 'an input tensor'!r}")
     y = x.xp.maximum(x.data, 0, out=x.data if inplace else None)
-    return Tensor.from_op(y, (x,), lambda g: (g * (y > 0),), "relu")
+    # g * (y > 0), written into g: the walk hands relu a g nothing else holds (``from_op``)
+    return Tensor.from_op(y, (x,), lambda g: (x.xp.multiply(g, y > 0, out=g),), "relu",
+                          private_grads=True, overwrites_grad=True)
 
 
 def where(condition, a, b):

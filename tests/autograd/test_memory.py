@@ -87,3 +87,57 @@ def test_backward_frees_the_arrays_of_nodes_it_has_walked_past():
     out.backward()
     assert seen == {"h2 alive": False}
     assert x.grad is not None and w1.grad is not None
+
+
+def _spy(t, log, key):
+    """Wrap ``t``'s backward to record the ``g`` it is handed and the arrays it returns."""
+    inner = t._backward_fn
+
+    def backward(g):
+        log[key + " got"] = g
+        out = inner(g)
+        log[key + " gave"] = out
+        return out
+    t._backward_fn = backward
+    return t
+
+
+def test_relu_backward_writes_into_a_gradient_only_the_walk_holds():
+    """conv -> relu -> max pool: the pool's fresh input gradient is masked in its own array and
+    passed on to the convolution (no new array per ReLU: each one is page faults)."""
+    x, w = leaf((2, 2, 6, 6), 0), leaf((3, 2, 3, 3), 1)
+    log = {}
+    pre = _spy(ag.conv2d(x, w, padding=1), log, "conv")
+    pooled = _spy(ag.max_pool2d(ag.relu(pre, inplace=True), 2), log, "pool")
+    mask = pre.data > 0
+    g = np.random.default_rng(2).standard_normal(pooled.shape)
+    pooled.backward(g)
+    (from_pool,) = log["pool gave"]
+    assert log["conv got"] is from_pool  # the same array, masked in place
+    np.testing.assert_array_equal(from_pool, np.where(mask, from_pool, 0))
+
+
+@given(seed=seeds, twice=st.booleans())
+def test_relu_never_overwrites_a_gradient_someone_else_holds(seed, twice):
+    """``relu(a) + b``: add hands the same array to both sides; relu must mask a copy, so that
+    ``b``'s gradient and the caller's ``grad`` array stay whole (also with ``relu(a)`` twice)."""
+    a, b = leaf((3, 4), seed), leaf((3, 4), seed + 1)
+    s = ag.relu(a) + (ag.relu(a) if twice else b)
+    grad = np.random.default_rng(seed + 2).standard_normal((3, 4))
+    given_grad = grad.copy()
+    s.backward(grad)
+    np.testing.assert_array_equal(grad, given_grad)  # the caller's array is untouched
+    mask = a.data > 0
+    np.testing.assert_array_equal(a.grad, given_grad * mask + (given_grad * mask if twice else 0))
+    if not twice:
+        np.testing.assert_array_equal(b.grad, given_grad)
+
+
+def test_relu_backward_in_place_keeps_a_retained_graph_whole():
+    x, w = leaf((1, 2, 5, 5), 0), leaf((2, 2, 3, 3), 1)
+    out = ag.max_pool2d(ag.relu(ag.conv2d(x, w, padding=1), inplace=True), 2).sum()
+    out.backward(retain_graph=True)
+    first = (x.grad.copy(), w.grad.copy())
+    out.backward()
+    np.testing.assert_array_equal(x.grad, 2 * first[0])
+    np.testing.assert_array_equal(w.grad, 2 * first[1])
