@@ -131,10 +131,6 @@ def _assert_same_run(got, want, exact=None):
             np.testing.assert_allclose(a[name], b[name], rtol=EXACT_RTOL, atol=EXACT_ATOL,
                                        err_msg=name)
         return
-    # float32: ``got`` and ``want`` take different rounding paths (other chunks, one-chunk
-    # calls split over threads), and a few Adam steps of this tiny model amplify rounding: each
-    # float32 run is held to the float64 run, within FLOAT32_SPREAD times the worst deviation
-    # of the one-process float32 run (losses over all steps, weights over all tensors).
     loss, loss_want, loss_exact = (np.array(_losses(r)) for r in (got, want, exact))
     allowed = FLOAT32_SPREAD * np.abs(loss_want - loss_exact).max() \
         + FLOAT32_RTOL * np.abs(loss_exact)
