@@ -1,5 +1,6 @@
 """Winograd F(2x2, 3x3): 3x3 stride-1 convolutions with 16 multiplications per 2x2 output tile
-instead of 36 (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016).
+instead of 36 (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016);
+and, for the forward on large maps, F(4x4, 3x3): 36 per 4x4 tile instead of 144.
 
 The input, padded, is cut into 4x4 tiles ``d`` starting every 2 pixels (neighbours overlap by 2
 rows or columns); each gives a 2x2 tile of the output::
@@ -12,7 +13,18 @@ multiply-adds than im2col's ``(O, 9C) @ (9C, 4T)``. ``A``, ``B`` and ``G`` only 
 1/2, so the transforms are a few adds per value (``_combine``), and float32 results stay within
 about 1e-6 of the direct sum (float64: 1e-15).
 
-Backward is the exact adjoint of those three steps, with ``dM = A dY A^T`` per output tile::
+F(4x4, 3x3) is the same recipe with 6x6 tiles every 4 pixels (``BT4``, ``G4``, ``AT4``: 36 GEMMs
+over a quarter as many tiles, 4x fewer multiply-adds than im2col). Its matrices hold up to 8
+and 1/24, so a float32 forward strays further: about 4e-6 of the largest output at a VGG
+layer, ten times im2col's error (``tests/kernels/test_winograd.py``). The forward takes it on
+the CPU where both output sides reach ``MIN_F4_SIDE`` (``forward_scheme``; on 19x19 maps its
+GEMMs get too few columns). The same functions run both algorithms (``Scheme``: the transforms
+read which one from their arrays' tile size); on this project's machine, whose OpenBLAS runs
+AVX2 kernels where PyTorch's convolutions use AVX-512, it took SSD300's batch-8 forward from
+2.6-2.7 s to 2.0-2.2 s.
+
+Backward (always F(2x2, 3x3): the gradient of the convolution, whichever algorithm computed
+the forward) is the exact adjoint of those three steps, with ``dM = A dY A^T`` per output tile::
 
     dU[xi] = dM[xi] @ V[xi].T            dW = G^T dU G
     dV[xi] = U[xi].T @ dM[xi]            dd = B dV B^T, added back onto the overlapping tiles
@@ -29,6 +41,8 @@ group, then over the groups in order; so the results do not depend on the thread
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from .batch_threads import (
     one_blas_thread,
@@ -49,6 +63,44 @@ G = ((1, 0, 0),
      (0, 0, 1))
 AT = ((1, 1, 1, 0),
       (0, 1, -1, -1))
+# F(4x4, 3x3), Lavin & Gray's table (points 0, +-1, +-2, infinity): 6x6 input tiles every 4 pixels
+BT4 = ((4, 0, -5, 0, 1, 0),
+       (0, -4, -4, 1, 1, 0),
+       (0, 4, -4, -1, 1, 0),
+       (0, -2, -1, 2, 1, 0),
+       (0, 2, -1, -2, 1, 0),
+       (0, 4, 0, -5, 0, 1))
+G4 = ((1 / 4, 0, 0),
+      (-1 / 6, -1 / 6, -1 / 6),
+      (-1 / 6, 1 / 6, -1 / 6),
+      (1 / 24, 1 / 12, 1 / 6),
+      (1 / 24, -1 / 12, 1 / 6),
+      (0, 0, 1))
+AT4 = ((1, 1, 1, 1, 1, 0),
+       (0, 1, -1, 2, -2, 0),
+       (0, 1, 1, 4, 4, 0),
+       (0, 1, -1, 8, -8, 1))
+
+
+class Scheme(NamedTuple):
+    """One Winograd algorithm F(m x m, 3x3): ``a = m + 2`` input rows per tile, ``a * a`` GEMMs."""
+
+    bt: tuple
+    g: tuple
+    at: tuple
+
+    @property
+    def m(self):
+        return len(self.at)
+
+    @property
+    def a(self):
+        return len(self.bt)
+
+
+F2 = Scheme(BT, G, AT)
+F4 = Scheme(BT4, G4, AT4)
+SCHEMES = {F2.a: F2, F4.a: F4}  # by input tile size: the transforms read it off their arrays
 
 #: Size of one band's transformed input ``V`` on the CPU (cache-sized, as im2col's bands).
 CPU_BAND_BYTES = 8 << 20
@@ -64,6 +116,12 @@ MIN_GEMM_COLUMNS = 384
 #: 512 -> 16 (15.5) 128 -> 133 ms and 1024 -> 24 (23.4) 69 -> 92 ms at batch 8. (With the
 #: NumPy transforms the line stood at 40: conv1_2 was 1.52x torch by Winograd, 1.04x by im2col.)
 MIN_CHANNELS = 32
+#: The forward takes F(4x4, 3x3) where both output sides reach this (CPU only). Measured, one
+#: layer, 2 threads, median ms of 8 calls (two runs), F(2x2) -> F(4x4): batch 8, 64 -> 64 on
+#: 300x300 224-274 -> 149-198, 128 on 150x150 169-193 -> 122-157, 256 on 75x75 148-167 ->
+#: 103-122, 512 on 38x38 147-167 -> 120-134, but 512 on 19x19 43 -> 47 (5x5 tiles); batch 1:
+#: 29-57 -> 22-41, 21-37 -> 16-30, 19-24 -> 13-23, 20-23 -> 20-26, 19x19 8-10 -> 13-17.
+MIN_F4_SIDE = 32
 
 
 def applies(kernel, stride, dilation, channels, out_channels, out_hw):
@@ -106,9 +164,10 @@ def _transpose(rows):
     return tuple(zip(*rows))
 
 
-def _gg(xp, dtype):
-    """``G (x) G`` (16, 9): ``(G w G^T)[i, j] = sum_uv G[i, u] G[j, v] w[u, v]`` as one matrix."""
-    g = xp.asarray(G, dtype=dtype)
+def _gg(xp, dtype, scheme=F2):
+    """``G (x) G`` (a*a, 9): ``(G w G^T)[i, j] = sum_uv G[i, u] G[j, v] w[u, v]`` as one
+    matrix."""
+    g = xp.asarray(scheme.g, dtype=dtype)
     return xp.kron(g, g)
 
 
@@ -117,16 +176,17 @@ def _gg(xp, dtype):
 WEIGHT_CHUNKS = 16
 
 
-def weight_transform(xp, weight):
-    """``U = G w G^T`` per (o, c): (O, C, 3, 3) -> (4, 4, O, C), C-contiguous: one GEMM
+def weight_transform(xp, weight, scheme=F2):
+    """``U = G w G^T`` per (o, c): (O, C, 3, 3) -> (a, a, O, C), C-contiguous: one GEMM
     ``(G (x) G) @ w.reshape(O*C, 9).T``, split between the batch threads by output channel."""
     o, c = weight.shape[:2]
-    gg, w9 = _gg(xp, weight.dtype), weight.reshape(o * c, 9)
-    u = xp.empty((16, o * c), dtype=weight.dtype)
+    a = scheme.a
+    gg, w9 = _gg(xp, weight.dtype, scheme), weight.reshape(o * c, 9)
+    u = xp.empty((a * a, o * c), dtype=weight.dtype)
     with one_blas_thread(xp):  # it comes right before the batch threads (see one_blas_thread)
-        over_batch(xp, o, 16 * weight.size, lambda lo, hi: xp.matmul(
+        over_batch(xp, o, a * a * weight.size, lambda lo, hi: xp.matmul(
             gg, w9[lo * c: hi * c].T, out=u[:, lo * c: hi * c]), size=-(-o // WEIGHT_CHUNKS))
-    return u.reshape(4, 4, o, c)
+    return u.reshape(a, a, o, c)
 
 
 def weight_transform_adjoint(xp, du):
@@ -144,23 +204,23 @@ def weight_transform_adjoint(xp, du):
     return dw
 
 
-def _tiles(out_hw):
-    """(tile rows, tile cols): 2x2 output tiles covering ``out_hw`` (the last may hang over)."""
-    return tuple(-(-s // 2) for s in out_hw)
+def _tiles(out_hw, m=2):
+    """(tile rows, tile cols): m x m output tiles covering ``out_hw`` (the last may hang over)."""
+    return tuple(-(-s // m) for s in out_hw)
 
 
-def _band_tile_rows(xp, n, channels, tw, itemsize):
+def _band_tile_rows(xp, n, channels, tw, itemsize, a=4):
     budget = CPU_BAND_BYTES if xp.__name__ == "numpy" else GPU_BAND_BYTES
-    return max(1, budget // (16 * channels * n * tw * itemsize))
+    return max(1, budget // (a * a * channels * n * tw * itemsize))
 
 
-def _padded(xp, shape, padding, tiles, dtype):
-    """A zeroed (n, C, 2 th + 2, 2 tw + 2) buffer and the view of it where the (n, C, H, W)
+def _padded(xp, shape, padding, tiles, dtype, m=2):
+    """A zeroed (n, C, m th + 2, m tw + 2) buffer and the view of it where the (n, C, H, W)
     images go, offset by the padding (the tiles cover at least H + 2 ph rows, so they fit).
     Only the interior is written afterwards: the border stays zero."""
     n, c, h, w = shape
     (ph, pw), (th, tw) = padding, tiles
-    buf = xp.zeros((n, c, 2 * th + 2, 2 * tw + 2), dtype=dtype)
+    buf = xp.zeros((n, c, m * th + 2, m * tw + 2), dtype=dtype)
     return buf, buf[:, :, ph: ph + h, pw: pw + w]
 
 
@@ -188,7 +248,7 @@ def input_tiles(xp, xpad, t0, t1, tw, rbuf, v):
         return input_tiles_reference(xp, xpad, t0, t1, tw, rbuf, v)
     from . import winograd_tiles
 
-    winograd_tiles.input_tiles(xpad, t0, v, 0, v.shape[2])
+    winograd_tiles.input_tiles_any(xpad, t0, v, 0, v.shape[2])
 
 
 def output_tiles(xp, m, out, t0, rbuf):
@@ -197,7 +257,7 @@ def output_tiles(xp, m, out, t0, rbuf):
         return output_tiles_reference(xp, m, out, t0, rbuf)
     from . import winograd_tiles
 
-    winograd_tiles.output_tiles(m, out, t0, 0, m.shape[2])
+    winograd_tiles.output_tiles_any(m, out, t0, 0, m.shape[2])
 
 
 def grad_tiles(xp, gpad, t0, t1, rbuf, dm):
@@ -219,30 +279,34 @@ def add_input_tiles(xp, dv, dxpad, t0, rbuf):
 
 
 def input_tiles_reference(xp, xpad, t0, t1, tw, rbuf, v):
-    """``V = B^T d B`` for tile rows [t0, t1): xpad (n, C, Hp, Wp) -> v (4, 4, C, n, rows, tw)."""
+    """``V = B^T d B`` for tile rows [t0, t1): xpad (n, C, Hp, Wp) -> v (a, a, C, n, rows, tw),
+    the a x a tiles starting every m pixels (F(2x2): a = 4, m = 2; F(4x4): 6 and 4, read off
+    ``v``'s shape)."""
     n, c, _, wp = xpad.shape
-    rows = t1 - t0
-    r = rbuf[: 4 * n * c * rows * wp].reshape(4, n, c, rows, wp)
-    _combine(xp, BT, [xpad[:, :, 2 * t0 + u: 2 * t1 + u: 2] for u in range(4)], r)
-    for i in range(4):
-        _combine(xp, BT, [r[i][..., u: u + 2 * tw: 2].transpose(1, 0, 2, 3) for u in range(4)],
+    s = SCHEMES[v.shape[0]]
+    a, m, rows = s.a, s.m, t1 - t0
+    r = rbuf[: a * n * c * rows * wp].reshape(a, n, c, rows, wp)
+    _combine(xp, s.bt, [xpad[:, :, m * t0 + u: m * t1 + u: m] for u in range(a)], r)
+    for i in range(a):
+        _combine(xp, s.bt, [r[i][..., u: u + m * tw: m].transpose(1, 0, 2, 3) for u in range(a)],
                  v[i])
 
 
 def output_tiles_reference(xp, m, out, t0, rbuf):
-    """``A^T M A``: m (4, 4, O, n, rows, tw) -> out rows [2 t0, 2 t0 + 2 rows) (n, O, Ho, Wo),
-    cropping the tiles that hang over the last row or column."""
+    """``A^T M A``: m (a, a, O, n, rows, tw) -> out rows [mt t0, mt (t0 + rows)) (n, O, Ho, Wo)
+    for output tiles of mt x mt, cropping the tiles that hang over the last row or column."""
     _, _, o, n, rows, tw = m.shape
+    s = SCHEMES[m.shape[0]]
     ho, wo = out.shape[2:]
-    r = rbuf[: 8 * m[0, 0].size].reshape(2, 4, o, n, rows, tw)
-    _combine(xp, AT, m, r)
-    for a in range(2):
-        ys = range(2 * t0 + a, min(2 * (t0 + rows), ho), 2)
-        for b in range(2):
-            xs = range(b, wo, 2)
-            dst = out[:, :, ys.start: ys.stop: 2, b::2].transpose(1, 0, 2, 3)
-            _combine(xp, AT[b: b + 1], [r[a, j][:, :, : len(ys), : len(xs)] for j in range(4)],
-                     [dst])
+    r = rbuf[: s.m * s.a * m[0, 0].size].reshape(s.m, s.a, o, n, rows, tw)
+    _combine(xp, s.at, m, r)
+    for a in range(s.m):
+        ys = range(s.m * t0 + a, min(s.m * (t0 + rows), ho), s.m)
+        for b in range(s.m):
+            xs = range(b, wo, s.m)
+            dst = out[:, :, ys.start: ys.stop: s.m, b:: s.m].transpose(1, 0, 2, 3)
+            _combine(xp, s.at[b: b + 1], [r[a, j][:, :, : len(ys), : len(xs)]
+                                          for j in range(s.a)], [dst])
 
 
 def grad_tiles_reference(xp, gpad, t0, t1, rbuf, dm):
@@ -272,12 +336,12 @@ def add_input_tiles_reference(xp, dv, dxpad, t0, rbuf):
              accumulate=True)
 
 
-def _buffers(xp, n, c, o, tw, rows, wp, dtype):
+def _buffers(xp, n, c, o, tw, rows, wp, dtype, scheme=F2):
     """Reused per-band buffers: transformed input, transformed output, and row-pass scratch."""
-    cols = n * rows * tw
-    v = xp.empty(16 * c * cols, dtype=dtype)
-    m = xp.empty(16 * o * cols, dtype=dtype)
-    scratch = xp.empty(4 * n * max(c, o) * rows * max(wp, 2 * tw), dtype=dtype)
+    cols, a = n * rows * tw, scheme.a
+    v = xp.empty(a * a * c * cols, dtype=dtype)
+    m = xp.empty(a * a * o * cols, dtype=dtype)
+    scratch = xp.empty(a * n * max(c, o) * rows * max(wp, scheme.m * tw), dtype=dtype)
     return v, m, scratch
 
 
@@ -285,12 +349,19 @@ def _bands(th, rows):
     return [(t0, min(th, t0 + rows)) for t0 in range(0, th, rows)]
 
 
+def forward_scheme(xp, out_hw):
+    """The algorithm of a forward: F(4x4, 3x3) on the CPU where both output sides reach
+    ``MIN_F4_SIDE``, else F(2x2, 3x3) (the backward is always F(2x2, 3x3))."""
+    return F4 if _on_cpu(xp) and min(out_hw) >= MIN_F4_SIDE else F2
+
+
 def correlate(xp, x, weight, padding, out):
     """Forward: x (N, C, H, W), weight (O, C, 3, 3) -> out (N, O, Ho, Wo), no bias."""
-    u = weight_transform(xp, weight)
-    size = _group_size(_tiles(out.shape[2:])[0] * _tiles(out.shape[2:])[1])
+    scheme = forward_scheme(xp, out.shape[2:])
+    u = weight_transform(xp, weight, scheme)
+    th, tw = _tiles(out.shape[2:], scheme.m)
     over_chunks(xp, x.shape[0], _macs(weight, out),
-                lambda chunks: _correlate(xp, x, u, padding, out, chunks), size)
+                lambda chunks: _correlate(xp, x, u, padding, out, chunks), _group_size(th * tw))
 
 
 def _macs(weight, out):
@@ -302,11 +373,14 @@ def _correlate(xp, x, u, padding, out, chunks):
     same images of ``out``, group by group."""
     n, c = x.shape[:2]
     o = u.shape[2]
-    th, tw = _tiles(out.shape[2:])
+    scheme = SCHEMES[u.shape[0]]
+    a = scheme.a
+    th, tw = _tiles(out.shape[2:], scheme.m)
     k = min(n, _group_size(th * tw))  # images per group
-    xpad, inner = _padded(xp, (k, *x.shape[1:]), padding, (th, tw), x.dtype)
-    rows = _band_tile_rows(xp, k, max(c, o), tw, x.dtype.itemsize)
-    vbuf, mbuf, scratch = _buffers(xp, k, c, o, tw, min(rows, th), xpad.shape[3], x.dtype)
+    xpad, inner = _padded(xp, (k, *x.shape[1:]), padding, (th, tw), x.dtype, scheme.m)
+    rows = _band_tile_rows(xp, k, max(c, o), tw, x.dtype.itemsize, a)
+    vbuf, mbuf, scratch = _buffers(xp, k, c, o, tw, min(rows, th), xpad.shape[3], x.dtype,
+                                   scheme)
     split = split_one_chunk(xp)
     for lo, hi in chunks:
         for i0, i1 in _groups(lo, hi, k):
@@ -314,23 +388,23 @@ def _correlate(xp, x, u, padding, out, chunks):
             inner[:m_] = x[i0:i1]
             for t0, t1 in _bands(th, rows):
                 cols = m_ * (t1 - t0) * tw
-                v = vbuf[: 16 * c * cols].reshape(4, 4, c, m_, t1 - t0, tw)
-                m = mbuf[: 16 * o * cols].reshape(4, 4, o, m_, t1 - t0, tw)
+                v = vbuf[: a * a * c * cols].reshape(a, a, c, m_, t1 - t0, tw)
+                m = mbuf[: a * a * o * cols].reshape(a, a, o, m_, t1 - t0, tw)
                 if split:
                     _band_split(xp, xpad[:m_], t0, u, v, m, out[i0:i1])
                     continue
                 input_tiles(xp, xpad[:m_], t0, t1, tw, scratch, v)
-                _tile_gemms(xp, u, v, m, 0, 16)
+                _tile_gemms(xp, u, v, m, 0, a * a)
                 output_tiles(xp, m, out[i0:i1], t0, scratch)
         yield None
 
 
 def _tile_gemms(xp, u, v, m, first, last):
-    """``M[xi] = U[xi] @ V[xi]`` for the tile positions ``xi = 4 i + j`` in [first, last)."""
+    """``M[xi] = U[xi] @ V[xi]`` for the tile positions ``xi = a i + j`` in [first, last)."""
     c, o = v.shape[2], m.shape[2]
     cols = v[0, 0].size // c
     for xi in range(first, last):
-        i, j = divmod(xi, 4)
+        i, j = divmod(xi, u.shape[0])
         xp.matmul(u[i, j], v[i, j].reshape(c, cols), out=m[i, j].reshape(o, cols))
 
 
@@ -353,12 +427,12 @@ def _band_split(xp, xpad, t0, u, v, m, out):
 
     c, o = v.shape[2], m.shape[2]
     with one_blas_thread(xp):
-        over_batch(xp, c, TRANSFORM_COST * v.size, lambda c0, c1: winograd_tiles.input_tiles(
-            xpad, t0, v, c0, c1), size=-(-c // TRANSFORM_SHARES))
-        over_batch(xp, 16, u[0, 0].size * (v.size // c),
+        over_batch(xp, c, TRANSFORM_COST * v.size, lambda c0, c1: (
+            winograd_tiles.input_tiles_any(xpad, t0, v, c0, c1)), size=-(-c // TRANSFORM_SHARES))
+        over_batch(xp, u.shape[0] * u.shape[1], u[0, 0].size * (v.size // c),
                    lambda first, last: _tile_gemms(xp, u, v, m, first, last))
-        over_batch(xp, o, TRANSFORM_COST * m.size, lambda o0, o1: winograd_tiles.output_tiles(
-            m, out, t0, o0, o1), size=-(-o // TRANSFORM_SHARES))
+        over_batch(xp, o, TRANSFORM_COST * m.size, lambda o0, o1: (
+            winograd_tiles.output_tiles_any(m, out, t0, o0, o1)), size=-(-o // TRANSFORM_SHARES))
 
 
 def backward(xp, x, g, weight, padding, need_input, need_weight):

@@ -170,3 +170,118 @@ def add_input_tiles(dv, dxpad, t0, c0, c1):
                 dxpad[k, c, y, col] += last[1, col]
                 dxpad[k, c, y, col] += last[2, col]
                 dxpad[k, c, y + 1, col] -= last[3, col]
+
+
+# ----------------------------------------------------------------- F(4x4, 3x3), forward only
+# The same rule: each value is the chain ``_combine`` evaluates for its row of B^T (or A^T),
+# term by term from the left; a coefficient other than +-1 multiplies its term first
+# (``d2 * -5``), in the array's precision: the constants come in as an array of its dtype.
+#
+# ``B^T d`` (6 rows from 6):        ``A^T m`` (4 rows from 6):
+#   ((d0 * 4) + d2 * -5) + d4         (((m0 + m1) + m2) + m3) + m4
+#   (((d1 * -4) + d2 * -4) + d3) + d4    ((m1 - m2) + m3 * 2) + m4 * -2
+#   (((d1 * 4) + d2 * -4) - d3) + d4     ((m1 + m2) + m3 * 4) + m4 * 4
+#   (((d1 * -2) - d2) + d3 * 2) + d4     (((m1 - m2) + m3 * 8) + m4 * -8) + m5
+#   (((d1 * 2) - d2) + d3 * -2) + d4
+#   ((d1 * 4) + d3 * -5) + d5
+
+
+@njit(cache=True, nogil=True)
+def input_tiles_f4(xpad, t0, v, c0, c1, k):
+    """F(4x4)'s ``V = B^T d B`` for channels [c0, c1): ``v[i, j, c, n, t, x]`` from the 6x6
+    block of ``xpad[n, c]`` at rows ``4 (t0 + t) ..``, columns ``4 x ..``; ``k`` holds
+    (4, -5, -4, 2, -2) in the data's dtype."""
+    n, rows, tw = v.shape[3], v.shape[4], v.shape[5]
+    width = 4 * tw + 2
+    k4, km5, km4, k2, km2 = k[0], k[1], k[2], k[3], k[4]
+    r = np.empty((6, width), dtype=xpad.dtype)  # (B^T d)[i, column] of one tile row
+    for c in range(c0, c1):
+        for img in range(n):
+            for t in range(rows):
+                y = 4 * (t0 + t)
+                d0, d1, d2 = xpad[img, c, y], xpad[img, c, y + 1], xpad[img, c, y + 2]
+                d3, d4, d5 = xpad[img, c, y + 3], xpad[img, c, y + 4], xpad[img, c, y + 5]
+                for col in range(width):  # rows
+                    r[0, col] = ((d0[col] * k4) + d2[col] * km5) + d4[col]
+                    r[1, col] = (((d1[col] * km4) + d2[col] * km4) + d3[col]) + d4[col]
+                    r[2, col] = (((d1[col] * k4) + d2[col] * km4) - d3[col]) + d4[col]
+                    r[3, col] = (((d1[col] * km2) - d2[col]) + d3[col] * k2) + d4[col]
+                    r[4, col] = (((d1[col] * k2) - d2[col]) + d3[col] * km2) + d4[col]
+                    r[5, col] = ((d1[col] * k4) + d3[col] * km5) + d5[col]
+                for i in range(6):  # columns
+                    ri = r[i]
+                    v0, v1, v2 = v[i, 0, c, img, t], v[i, 1, c, img, t], v[i, 2, c, img, t]
+                    v3, v4, v5 = v[i, 3, c, img, t], v[i, 4, c, img, t], v[i, 5, c, img, t]
+                    for x in range(tw):
+                        p = 4 * x
+                        e0, e1, e2, e3, e4, e5 = ri[p], ri[p + 1], ri[p + 2], ri[p + 3], \
+                            ri[p + 4], ri[p + 5]
+                        v0[x] = ((e0 * k4) + e2 * km5) + e4
+                        v1[x] = (((e1 * km4) + e2 * km4) + e3) + e4
+                        v2[x] = (((e1 * k4) + e2 * km4) - e3) + e4
+                        v3[x] = (((e1 * km2) - e2) + e3 * k2) + e4
+                        v4[x] = (((e1 * k2) - e2) + e3 * km2) + e4
+                        v5[x] = ((e1 * k4) + e3 * km5) + e5
+
+
+@njit(cache=True, nogil=True)
+def output_tiles_f4(m, out, t0, o0, o1, k):
+    """F(4x4)'s ``A^T M A`` for output channels [o0, o1): each tile of ``m`` into the 4x4 block
+    of ``out[n, o]`` at rows ``4 (t0 + t) ..``, columns ``4 x ..``, cropped to ``out``; ``k``
+    holds (2, -2, 4, 8, -8) in the data's dtype."""
+    n, rows, tw = m.shape[3], m.shape[4], m.shape[5]
+    ho, wo = out.shape[2], out.shape[3]
+    k2, km2, k4, k8, km8 = k[0], k[1], k[2], k[3], k[4]
+    r = np.empty((4, 6, tw), dtype=m.dtype)  # (A^T m)[a, j] of one tile row
+    for o in range(o0, o1):
+        for img in range(n):
+            for t in range(rows):
+                y = 4 * (t0 + t)
+                for j in range(6):  # first index
+                    m0, m1, m2 = m[0, j, o, img, t], m[1, j, o, img, t], m[2, j, o, img, t]
+                    m3, m4, m5 = m[3, j, o, img, t], m[4, j, o, img, t], m[5, j, o, img, t]
+                    for x in range(tw):
+                        r[0, j, x] = (((m0[x] + m1[x]) + m2[x]) + m3[x]) + m4[x]
+                        r[1, j, x] = ((m1[x] - m2[x]) + m3[x] * k2) + m4[x] * km2
+                        r[2, j, x] = ((m1[x] + m2[x]) + m3[x] * k4) + m4[x] * k4
+                        r[3, j, x] = (((m1[x] - m2[x]) + m3[x] * k8) + m4[x] * km8) + m5[x]
+                for a in range(min(4, ho - y)):  # second index, the last rows cropped
+                    ra, row = r[a], out[img, o, y + a]
+                    full = min(tw, wo // 4)  # tiles whose 4 columns all fit
+                    for x in range(full):
+                        e0, e1, e2, e3, e4, e5 = ra[0, x], ra[1, x], ra[2, x], ra[3, x], \
+                            ra[4, x], ra[5, x]
+                        row[4 * x] = (((e0 + e1) + e2) + e3) + e4
+                        row[4 * x + 1] = ((e1 - e2) + e3 * k2) + e4 * km2
+                        row[4 * x + 2] = ((e1 + e2) + e3 * k4) + e4 * k4
+                        row[4 * x + 3] = (((e1 - e2) + e3 * k8) + e4 * km8) + e5
+                    if full < tw:  # the last tile, cropped to the columns that remain
+                        x = full
+                        e0, e1, e2, e3, e4, e5 = ra[0, x], ra[1, x], ra[2, x], ra[3, x], \
+                            ra[4, x], ra[5, x]
+                        last = (((e0 + e1) + e2) + e3) + e4, \
+                            ((e1 - e2) + e3 * k2) + e4 * km2, \
+                            ((e1 + e2) + e3 * k4) + e4 * k4, \
+                            (((e1 - e2) + e3 * k8) + e4 * km8) + e5
+                        for b in range(wo - 4 * x):
+                            row[4 * x + b] = last[b]
+
+
+_F4_INPUT = (4, -5, -4, 2, -2)
+_F4_OUTPUT = (2, -2, 4, 8, -8)
+
+
+def input_tiles_any(xpad, t0, v, c0, c1):
+    """``input_tiles`` (F(2x2): ``v`` (4, 4, ...)) or ``input_tiles_f4`` (``v`` (6, 6, ...))."""
+    if v.shape[0] == 4:
+        input_tiles(xpad, t0, v, c0, c1)
+    else:
+        input_tiles_f4(xpad, t0, v, c0, c1, np.array(_F4_INPUT, dtype=v.dtype))
+
+
+def output_tiles_any(m, out, t0, o0, o1):
+    """``output_tiles`` (F(2x2): ``m`` (4, 4, ...)) or ``output_tiles_f4`` (``m`` (6, 6, ...))."""
+    if m.shape[0] == 4:
+        output_tiles(m, out, t0, o0, o1)
+    else:
+        output_tiles_f4(m, out, t0, o0, o1, np.array(_F4_OUTPUT, dtype=m.dtype))

@@ -1,7 +1,8 @@
 """The Numba Winograd tile kernels (``minissd.kernels.winograd_tiles``) against the NumPy
 transforms they replace on the CPU (``winograd.*_tiles_reference``): the same bits, float32 and
-float64, on drawn shapes and bands (one tile row, one column, several bands one after another,
-channel shares), values with signed zeros, ties and a wide range of magnitudes."""
+float64, F(2x2, 3x3) and (forward) F(4x4, 3x3), on drawn shapes and bands (one tile row, one
+column, several bands one after another, channel shares), values with signed zeros, ties and a
+wide range of magnitudes."""
 
 import numpy as np
 import pytest
@@ -37,6 +38,7 @@ def cases(draw):
         share=draw(st.booleans()),
         kind=draw(values),
         seed=draw(st.integers(0, 2**32 - 1)),
+        m=draw(st.sampled_from([2, 4])),  # F(2x2, 3x3) or F(4x4, 3x3) (forward transforms only)
     )
 
 
@@ -57,15 +59,16 @@ def _channel_split(c, share):
 @given(case=cases())
 def test_input_tiles_same_bits(case):
     rng = np.random.default_rng(case["seed"])
-    n, c, th, tw, dt = case["n"], case["c"], case["th"], case["tw"], case["dtype"]
-    xpad = _draw_values(rng, (n, c, 2 * th + 2, 2 * tw + 2), dt, case["kind"])
-    scratch = np.empty(4 * n * c * th * (2 * tw + 2), dtype=dt)
+    n, c, th, tw, dt, m = case["n"], case["c"], case["th"], case["tw"], case["dtype"], case["m"]
+    a = m + 2
+    xpad = _draw_values(rng, (n, c, m * th + 2, m * tw + 2), dt, case["kind"])
+    scratch = np.empty(a * n * c * th * (m * tw + 2), dtype=dt)
     for t0, t1 in _bands(th, case["band"]):
-        want = np.empty((4, 4, c, n, t1 - t0, tw), dtype=dt)
+        want = np.empty((a, a, c, n, t1 - t0, tw), dtype=dt)
         winograd.input_tiles_reference(np, xpad, t0, t1, tw, scratch, want)
         got = np.full_like(want, np.nan)
         for c0, c1 in _channel_split(c, case["share"]):
-            winograd_tiles.input_tiles(xpad, t0, got, c0, c1)
+            winograd_tiles.input_tiles_any(xpad, t0, got, c0, c1)
         np.testing.assert_array_equal(_bits(got), _bits(want))
 
 
@@ -73,16 +76,18 @@ def test_input_tiles_same_bits(case):
 @given(case=cases())
 def test_output_tiles_same_bits(case):
     rng = np.random.default_rng(case["seed"])
-    n, o, th, tw, dt = case["n"], case["c"], case["th"], case["tw"], case["dtype"]
-    ho, wo = 2 * th - case["crop"][0], 2 * tw - case["crop"][1]  # tiles may hang over
+    n, o, th, tw, dt, m = case["n"], case["c"], case["th"], case["tw"], case["dtype"], case["m"]
+    a = m + 2
+    # tiles may hang over by up to m - 1 rows and columns
+    ho, wo = (m * s - rng.integers(0, m) * crop for s, crop in zip((th, tw), case["crop"]))
     want = np.full((n, o, ho, wo), 7.0, dtype=dt)
     got = want.copy()
-    scratch = np.empty(8 * o * n * th * tw, dtype=dt)
+    scratch = np.empty(m * a * o * n * th * tw, dtype=dt)
     for t0, t1 in _bands(th, case["band"]):
-        m = _draw_values(rng, (4, 4, o, n, t1 - t0, tw), dt, case["kind"])
-        winograd.output_tiles_reference(np, m, want, t0, scratch)
+        tiles = _draw_values(rng, (a, a, o, n, t1 - t0, tw), dt, case["kind"])
+        winograd.output_tiles_reference(np, tiles, want, t0, scratch)
         for o0, o1 in _channel_split(o, case["share"]):
-            winograd_tiles.output_tiles(m, got, t0, o0, o1)
+            winograd_tiles.output_tiles_any(tiles, got, t0, o0, o1)
     np.testing.assert_array_equal(_bits(got), _bits(want))
 
 
