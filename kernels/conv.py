@@ -1,5 +1,5 @@
 """The fast conv2d kernels: im2col in bands of output rows, GEMM by kernel offset, and the hand-over
-to Winograd F(2x2, 3x3) (``winograd.py``), with the images of a batch split across threads
+to Winograd (``winograd.py``), with the images of a batch split across threads
 (``batch_threads.py``).
 
 These are the fast twins of the readable ``minissd.autograd.functional.conv2d_reference`` (one
@@ -54,8 +54,8 @@ and the input gradient is its adjoint, offset by offset for all the images of a 
 For 3x3 padding 1 layers the saving is a few percent and the per-offset adds of ``out`` cost
 more than that when C <= 256 (measured), so they use im2col.
 
-3x3 stride-1 layers with enough channels skip all of this for Winograd's F(2x2, 3x3)
-(``winograd.py``): ``correlate`` and ``backward`` hand them over.
+3x3 stride-1 layers with enough channels skip all of this for Winograd's F(2x2, 3x3) and
+F(4x4, 3x3) (``winograd.py``): ``correlate`` and ``backward`` hand them over.
 
 On the CPU the images go in chunks that the batch threads take in turn (``batch_threads``): one
 image for im2col, a few for the offset GEMMs. The chunks depend on the batch size and the layer's
@@ -314,7 +314,7 @@ def correlate(xp, x, weight, stride, padding, dilation, out):
     x: (N, C, H, W); weight: (O, C, kh, kw); out: (N, O, Ho, Wo) C-contiguous.
     im2col: ``out[i][:, band] = W2 @ cols``. By offset (when im2col would be mostly padding):
     ``out[:, :, ro, co] += W[:, :, u, v] @ xs`` for each offset, zeros never multiplied.
-    3x3 stride-1 layers with enough channels go through Winograd F(2x2, 3x3) (``winograd``)."""
+    3x3 stride-1 layers with enough channels go through Winograd (``winograd``)."""
     if winograd.applies(weight.shape[2:], stride, dilation, x.shape[1], weight.shape[0],
                          out.shape[2:]):
         winograd.correlate(xp, x, weight, padding, out)
