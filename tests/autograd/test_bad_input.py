@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from minissd import autograd as ag
 from minissd.autograd import Tensor
@@ -59,6 +61,29 @@ def test_non_finite_is_found_next_to_huge_values(bad):
     x[0, 1, 2, 3] = bad
     with pytest.raises(ValueError, match=r"max_pool2d: input of shape \(1, 2, 4, 4\) contains"):
         ag.max_pool2d(Tensor(x), 2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 3000), slice_=st.sampled_from([1, 7, 64, 1 << 18]),
+       bad=st.sampled_from([None, np.nan, np.inf, -np.inf]), where=st.floats(0, 1),
+       contiguous=st.booleans(), threads=st.booleans())
+def test_all_finite_by_slices_equals_isfinite_all(n, slice_, bad, where, contiguous, threads):
+    """The sliced check (any slice size, threads or not, a transposed view) answers as
+    ``isfinite(a).all()``, wherever the bad value sits (first, last, at a slice's edge)."""
+    from minissd.autograd import functional as F
+    from minissd.kernels import batch_threads
+
+    a = np.full((2, n), 3e38, np.float32)  # huge but finite
+    if bad is not None:
+        a.flat[int(where * (a.size - 1))] = bad
+    a = a if contiguous else a.T
+    saved = F.FINITE_CHECK_SLICE, batch_threads.MIN_PARALLEL_WORK
+    F.FINITE_CHECK_SLICE = slice_
+    batch_threads.MIN_PARALLEL_WORK = 0 if threads else saved[1]
+    try:
+        assert F.all_finite(np, a) is bool(np.isfinite(a).all())
+    finally:
+        F.FINITE_CHECK_SLICE, batch_threads.MIN_PARALLEL_WORK = saved
 
 
 def test_cross_entropy_bad_target():
