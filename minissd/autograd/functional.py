@@ -5,8 +5,8 @@ Each op's forward and backward stand side by side. Image tensors are NCHW: ``(N,
 ``conv2d`` and ``max_pool2d`` come in two versions. The readable ones, ``conv2d_reference`` (im2col
 and one matrix product; its backward the adjoint, col2im) and ``max_pool2d_reference``, are the
 definitions. The fast ones are the kernels in ``minissd.kernels`` (GEMM by kernel offset,
-Winograd F(2x2, 3x3) and F(4x4, 3x3), the images of a batch across threads), tested against the references on
-drawn shapes (``tests/kernels``). ``conv2d`` and ``max_pool2d`` run the fast kernels, or the
+Winograd F(2x2, 3x3) and F(4x4, 3x3), the images of a batch across threads), tested against the
+references on drawn shapes (``tests/kernels``). ``conv2d`` and ``max_pool2d`` run the fast kernels, or the
 references in reference mode: ``with reference_mode():``, or ``MINISSD_REFERENCE=1`` in the
 environment for a whole run. Both give the same numbers (max pooling to the bit, convolution up to
 float rounding, as two summation orders do); the references are slower and keep more memory.
@@ -260,8 +260,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
 
     The numbers of ``conv2d_reference`` (its definition), computed by the fast kernels of
     ``minissd.kernels.conv``: im2col in cache-sized bands, offset by offset where im2col would be
-    largely padding (SSD's fc6), Winograd for wide 3x3 layers (F(4x4, 3x3) forward on large maps,
-    F(2x2, 3x3) otherwise and for the backward), the images of a batch across threads. In reference mode (``reference_mode()``, ``MINISSD_REFERENCE=1``) it runs
+    largely padding (SSD's fc6), Winograd for wide 3x3 layers (F(4x4, 3x3) for the forward and
+    the input gradient on large maps, F(2x2, 3x3) otherwise), the images of a batch across
+    threads. In reference mode (``reference_mode()``, ``MINISSD_REFERENCE=1``) it runs
     ``conv2d_reference`` itself.
     """
     if reference_mode_enabled():

@@ -183,3 +183,13 @@ def test_cupy_arrays_keep_f2():
         __name__ = "cupy"
 
     assert _winograd.forward_scheme(FakeCupy(), (300, 300)) is _winograd.F2
+
+
+@pytest.mark.parametrize("in_hw, padding, expected", [
+    ((300, 300), (1, 1), True),  # conv1_2's input gradient: F(4x4) forward, padding 1
+    ((38, 38), (2, 0), True),
+    ((38, 38), (3, 1), False),  # padding 3 would need padding -1 for the gradient's forward
+    ((19, 19), (1, 1), False),  # F(2x2) maps keep the adjoint
+])
+def test_which_input_gradients_go_as_a_forward(in_hw, padding, expected):
+    assert _winograd.input_grad_as_forward(np, in_hw, padding) is expected
