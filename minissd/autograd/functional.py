@@ -6,9 +6,9 @@ Each op's forward and backward stand side by side. Image tensors are NCHW: ``(N,
 and one matrix product; its backward the adjoint, col2im) and ``max_pool2d_reference``, are the
 definitions. The fast ones are the kernels in ``minissd.kernels`` (GEMM by kernel offset,
 Winograd F(2x2, 3x3) and F(4x4, 3x3), the images of a batch across threads), tested against the
-references on drawn shapes (``tests/kernels``). ``conv2d`` and ``max_pool2d`` run the fast kernels, or the
-references in reference mode: ``with reference_mode():``, or ``MINISSD_REFERENCE=1`` in the
-environment for a whole run. Both give the same numbers (max pooling to the bit, convolution up to
+references on drawn shapes (``tests/kernels``). ``conv2d`` and ``max_pool2d`` run the fast
+kernels, or the references in reference mode: ``with reference_mode():``, or
+``MINISSD_REFERENCE=1`` in the environment for a whole run. Both give the same numbers (max pooling to the bit, convolution up to
 float rounding, as two summation orders do); the references are slower and keep more memory.
 """
 
