@@ -8,8 +8,9 @@ definitions. The fast ones are the kernels in ``minissd.kernels`` (GEMM by kerne
 Winograd F(2x2, 3x3) and F(4x4, 3x3), the images of a batch across threads), tested against the
 references on drawn shapes (``tests/kernels``). ``conv2d`` and ``max_pool2d`` run the fast
 kernels, or the references in reference mode: ``with reference_mode():``, or
-``MINISSD_REFERENCE=1`` in the environment for a whole run. Both give the same numbers (max pooling to the bit, convolution up to
-float rounding, as two summation orders do); the references are slower and keep more memory.
+``MINISSD_REFERENCE=1`` in the environment for a whole run. Both give the same numbers (max
+pooling to the bit, convolution up to float rounding, as two summation orders do); the
+references are slower and keep more memory.
 """
 
 from __future__ import annotations

@@ -70,8 +70,9 @@ def test_non_finite_is_found_next_to_huge_values(bad):
 def test_all_finite_by_slices_equals_isfinite_all(n, slice_, bad, where, contiguous, threads):
     """The sliced check (any slice size, threads or not, a transposed view) answers as
     ``isfinite(a).all()``, wherever the bad value sits (first, last, at a slice's edge)."""
-    from minissd.autograd import functional as F
     from minissd.kernels import batch_threads
+
+    from minissd.autograd import functional as F
 
     a = np.full((2, n), 3e38, np.float32)  # huge but finite
     if bad is not None:
