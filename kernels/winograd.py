@@ -26,8 +26,9 @@ AVX2 kernels where PyTorch's convolutions use AVX-512, it took SSD300's batch-8 
 The backward is the gradient of the convolution, whichever algorithm computed the forward. The
 input gradient of a stride-1 3x3 convolution is itself one (``flipped_weight``): where that
 forward would take F(4x4, 3x3), ``backward`` computes it so (``input_grad_as_forward``). The
-rest is F(2x2, 3x3)'s exact adjoint of its three steps, with ``dM = A dY A^T`` per output
-tile::
+weight gradient, and elsewhere the input gradient, is the exact adjoint of the three steps (of
+F(4x4, 3x3) for the weight gradient where the forward takes it, else of F(2x2, 3x3)), with
+``dM = A dY A^T`` per output tile::
 
     dU[xi] = dM[xi] @ V[xi].T            dW = G^T dU G
     dV[xi] = U[xi].T @ dM[xi]            dd = B dV B^T, added back onto the overlapping tiles
@@ -193,17 +194,18 @@ def weight_transform(xp, weight, scheme=F2):
 
 
 def weight_transform_adjoint(xp, du):
-    """``dW = G^T dU G`` per (o, c): (4, 4, O, C) -> (O, C, 3, 3), split like the transform."""
+    """``dW = G^T dU G`` per (o, c): (a, a, O, C) -> (O, C, 3, 3), split like the transform."""
     o, c = du.shape[2:]
-    ggt = _gg(xp, du.dtype).T
+    a = du.shape[0]
+    ggt = _gg(xp, du.dtype, SCHEMES[a]).T
     dw = xp.empty((o, c, 3, 3), dtype=du.dtype)
 
     def part(lo, hi):
-        dw9 = ggt @ du[:, :, lo:hi].reshape(16, (hi - lo) * c)  # (9, share of O*C)
+        dw9 = ggt @ du[:, :, lo:hi].reshape(a * a, (hi - lo) * c)  # (9, share of O*C)
         dw[lo:hi] = dw9.reshape(3, 3, hi - lo, c).transpose(2, 3, 0, 1)
 
     with one_blas_thread(xp):
-        over_batch(xp, o, 16 * dw.size, part, size=-(-o // WEIGHT_CHUNKS))
+        over_batch(xp, o, a * a * dw.size, part, size=-(-o // WEIGHT_CHUNKS))
     return dw
 
 
@@ -269,7 +271,7 @@ def grad_tiles(xp, gpad, t0, t1, rbuf, dm):
         return grad_tiles_reference(xp, gpad, t0, t1, rbuf, dm)
     from . import winograd_tiles
 
-    winograd_tiles.grad_tiles(gpad, t0, dm, 0, dm.shape[2])
+    winograd_tiles.grad_tiles_any(gpad, t0, dm, 0, dm.shape[2])
 
 
 def add_input_tiles(xp, dv, dxpad, t0, rbuf):
@@ -313,15 +315,16 @@ def output_tiles_reference(xp, m, out, t0, rbuf):
 
 
 def grad_tiles_reference(xp, gpad, t0, t1, rbuf, dm):
-    """``dM = A dY A^T`` (the adjoint of ``_output_tiles``): gpad (n, O, 2 th, 2 tw) -> dm
-    (4, 4, O, n, rows, tw)."""
+    """``dM = A dY A^T`` (the adjoint of ``_output_tiles``): gpad (n, O, m th, m tw) -> dm
+    (a, a, O, n, rows, tw)."""
     n, o, _, w2 = gpad.shape
-    rows = t1 - t0
-    q = rbuf[: 4 * n * o * rows * w2].reshape(4, n, o, rows, w2)
-    a = _transpose(AT)
-    _combine(xp, a, [gpad[:, :, 2 * t0 + b: 2 * t1: 2] for b in range(2)], q)
-    for i in range(4):
-        _combine(xp, a, [q[i][..., b::2].transpose(1, 0, 2, 3) for b in range(2)], dm[i])
+    s = SCHEMES[dm.shape[0]]
+    rows, m = t1 - t0, s.m
+    q = rbuf[: s.a * n * o * rows * w2].reshape(s.a, n, o, rows, w2)
+    a = _transpose(s.at)
+    _combine(xp, a, [gpad[:, :, m * t0 + b: m * t1: m] for b in range(m)], q)
+    for i in range(s.a):
+        _combine(xp, a, [q[i][..., b::m].transpose(1, 0, 2, 3) for b in range(m)], dm[i])
 
 
 def add_input_tiles_reference(xp, dv, dxpad, t0, rbuf):
@@ -354,8 +357,9 @@ def _bands(th, rows):
 
 def forward_scheme(xp, out_hw):
     """The algorithm of a forward: F(4x4, 3x3) on the CPU where both output sides reach
-    ``MIN_F4_SIDE``, else F(2x2, 3x3) (the weight gradient is always F(2x2, 3x3)'s adjoint; the
-    input gradient too, unless ``input_grad_as_forward``)."""
+    ``MIN_F4_SIDE``, else F(2x2, 3x3). The weight gradient is the adjoint of the same algorithm;
+    the input gradient is computed as a forward (``input_grad_as_forward``) or as F(2x2, 3x3)'s
+    adjoint."""
     return F4 if _on_cpu(xp) and min(out_hw) >= MIN_F4_SIDE else F2
 
 
@@ -460,42 +464,52 @@ def backward(xp, x, g, weight, padding, need_input, need_weight):
     """``(dx, dW)`` (each None where not needed) from x (N, C, H, W), g = dL/dout (N, O, Ho, Wo)
     and weight (O, C, 3, 3); on the CPU the threads take the groups of images in turn, and the
     groups' ``dU`` are added in order. Where the forward of the input gradient would take
-    F(4x4, 3x3) (``input_grad_as_forward``), ``dx`` is computed as that forward instead."""
+    F(4x4, 3x3) (``input_grad_as_forward``), ``dx`` is computed as that forward instead; ``dW``
+    is the adjoint of ``forward_scheme``'s algorithm for g's size (F(2x2, 3x3) when ``dx`` is
+    its adjoint too: they share the transforms)."""
+    dx = None
     if need_input and input_grad_as_forward(xp, x.shape[2:], padding):
         dx = xp.empty(x.shape, dtype=g.dtype)
         correlate(xp, g, flipped_weight(xp, weight), tuple(2 - p for p in padding), dx)
-        return dx, backward(xp, x, g, weight, padding, False, True)[1] if need_weight else None
-    u = weight_transform(xp, weight)
-    dx = xp.empty(x.shape, dtype=g.dtype) if need_input else None
-    th, tw = _tiles(g.shape[2:])
+        need_input = False
+    if not (need_input or need_weight):
+        return dx, None
+    # dx by the adjoint: F(2x2)'s kernels; dW alone: the forward's algorithm for g's size
+    scheme = F2 if need_input else forward_scheme(xp, g.shape[2:])
+    u = weight_transform(xp, weight) if need_input else None
+    if need_input:
+        dx = xp.empty(x.shape, dtype=g.dtype)
+    th, tw = _tiles(g.shape[2:], scheme.m)
     run = sum_over_chunks if need_weight else over_chunks
     du = run(xp, x.shape[0], 2 * _macs(weight, g), lambda chunks: _backward(
-        xp, x, g, u, padding, dx, need_weight, chunks), _group_size(th * tw))
+        xp, x, g, u, padding, dx if need_input else None, need_weight, chunks, scheme),
+        _group_size(th * tw))
     if not need_weight:
         return dx, None
     if du is None:  # an empty batch
-        du = xp.zeros(u.shape, dtype=g.dtype)
+        du = xp.zeros((scheme.a, scheme.a, *weight.shape[:2]), dtype=g.dtype)
     return dx, weight_transform_adjoint(xp, du)
 
 
-def _backward(xp, x, g, u, padding, dx, need_weight, chunks):
-    """The worker of ``backward``: for each chunk, its images of ``dx`` (if wanted) and its
-    share of ``dU`` (a fresh array; None if not wanted)."""
+def _backward(xp, x, g, u, padding, dx, need_weight, chunks, scheme=F2):
+    """The worker of ``backward``: for each chunk, its images of ``dx`` (if wanted: F(2x2, 3x3)
+    only) and its share of ``dU`` (a fresh array; None if not wanted)."""
     n, c, h, w = x.shape
-    o, (ho, wo) = u.shape[2], g.shape[2:]
-    th, tw = _tiles((ho, wo))
+    o, (ho, wo) = g.shape[1], g.shape[2:]
+    m, a = scheme.m, scheme.a
+    th, tw = _tiles((ho, wo), m)
     k = min(n, _group_size(th * tw))
-    gpad = xp.zeros((k, o, 2 * th, 2 * tw), dtype=g.dtype)  # tiles hanging over: zero gradient
+    gpad = xp.zeros((k, o, m * th, m * tw), dtype=g.dtype)  # tiles hanging over: zero gradient
     if need_weight:
-        xpad, inner = _padded(xp, (k, c, h, w), padding, (th, tw), x.dtype)
+        xpad, inner = _padded(xp, (k, c, h, w), padding, (th, tw), x.dtype, m)
         part = xp.empty((o, c), dtype=g.dtype)
     if dx is not None:
         dxpad, dinner = _padded(xp, (k, c, h, w), padding, (th, tw), g.dtype)
-    rows = _band_tile_rows(xp, k, max(c, o), tw, g.dtype.itemsize)
-    vbuf, mbuf, scratch = _buffers(xp, k, c, o, tw, min(rows, th), 2 * tw + 2, g.dtype)
+    rows = _band_tile_rows(xp, k, max(c, o), tw, g.dtype.itemsize, a)
+    vbuf, mbuf, scratch = _buffers(xp, k, c, o, tw, min(rows, th), m * tw + 2, g.dtype, scheme)
     split = split_one_chunk(xp)
     for lo, hi in chunks:
-        du = xp.empty((4, 4, o, c), dtype=g.dtype) if need_weight else None
+        du = xp.empty((a, a, o, c), dtype=g.dtype) if need_weight else None
         first = True  # the chunk's first band writes du, the others add to it
         for i0, i1 in _groups(lo, hi, k):
             m_ = i1 - i0
@@ -506,8 +520,8 @@ def _backward(xp, x, g, u, padding, dx, need_weight, chunks):
                 dxpad.fill(0)
             for t0, t1 in _bands(th, rows):
                 cols = m_ * (t1 - t0) * tw
-                v = vbuf[: 16 * c * cols].reshape(4, 4, c, m_, t1 - t0, tw)
-                dm = mbuf[: 16 * o * cols].reshape(4, 4, o, m_, t1 - t0, tw)
+                v = vbuf[: a * a * c * cols].reshape(a, a, c, m_, t1 - t0, tw)
+                dm = mbuf[: a * a * o * cols].reshape(a, a, o, m_, t1 - t0, tw)
                 if split:
                     _backward_band_split(xp, gpad[:m_], xpad[:m_] if need_weight else None, t0,
                                          u, v, dm, du, first,
@@ -517,8 +531,8 @@ def _backward(xp, x, g, u, padding, dx, need_weight, chunks):
                 grad_tiles(xp, gpad[:m_], t0, t1, scratch, dm)
                 if need_weight:
                     input_tiles(xp, xpad[:m_], t0, t1, tw, scratch, v)
-                    for i in range(4):
-                        for j in range(4):
+                    for i in range(a):
+                        for j in range(a):
                             xp.matmul(dm[i, j].reshape(o, cols), v[i, j].reshape(c, cols).T,
                                       out=du[i, j] if first else part)
                             if not first:
@@ -546,10 +560,11 @@ def _backward_band_split(xp, gpad, xpad, t0, u, v, dm, du, first, dxpad):
 
     c, o = v.shape[2], dm.shape[2]
     cols = v[0, 0].size // c
+    a = v.shape[0]
 
     def tile_gemms(first_xi, last_xi):
         for xi in range(first_xi, last_xi):
-            i, j = divmod(xi, 4)
+            i, j = divmod(xi, a)
             dmij = dm[i, j].reshape(o, cols)
             if du is not None:
                 if first:
@@ -560,12 +575,13 @@ def _backward_band_split(xp, gpad, xpad, t0, u, v, dm, du, first, dxpad):
                 xp.matmul(u[i, j].T, dmij, out=v[i, j].reshape(c, cols))
 
     with one_blas_thread(xp):
-        over_batch(xp, o, TRANSFORM_COST * dm.size, lambda o0, o1: winograd_tiles.grad_tiles(
-            gpad, t0, dm, o0, o1), size=-(-o // TRANSFORM_SHARES))
+        over_batch(xp, o, TRANSFORM_COST * dm.size, lambda o0, o1: (
+            winograd_tiles.grad_tiles_any(gpad, t0, dm, o0, o1)), size=-(-o // TRANSFORM_SHARES))
         if du is not None:
-            over_batch(xp, c, TRANSFORM_COST * v.size, lambda c0, c1: winograd_tiles.input_tiles(
-                xpad, t0, v, c0, c1), size=-(-c // TRANSFORM_SHARES))
-        over_batch(xp, 16, 2 * o * c * cols, tile_gemms)
+            over_batch(xp, c, TRANSFORM_COST * v.size, lambda c0, c1: (
+                winograd_tiles.input_tiles_any(xpad, t0, v, c0, c1)),
+                size=-(-c // TRANSFORM_SHARES))
+        over_batch(xp, a * a, 2 * o * c * cols, tile_gemms)
         if dxpad is not None:
             over_batch(xp, c, TRANSFORM_COST * v.size, lambda c0, c1: (
                 winograd_tiles.add_input_tiles(v, dxpad, t0, c0, c1)),

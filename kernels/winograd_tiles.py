@@ -267,8 +267,51 @@ def output_tiles_f4(m, out, t0, o0, o1, k):
                             row[4 * x + b] = last[b]
 
 
+@njit(cache=True, nogil=True)
+def grad_tiles_f4(gpad, t0, dm, o0, o1, k):
+    """F(4x4)'s ``dM = A dY A^T`` for output channels [o0, o1): ``dm[i, j, o, n, t, x]`` from the
+    4x4 block of ``gpad[n, o]`` at rows ``4 (t0 + t) ..``, columns ``4 x ..``; ``k`` holds
+    (1, 2, 4, 8, -2, -8) in the data's dtype. ``A``'s rows (the columns of ``A^T``)::
+
+        y0 * 1    ((y0 + y1) + y2) + y3    ((y0 - y1) + y2) - y3
+        (((y0 * 1) + y1 * 2) + y2 * 4) + y3 * 8    (((y0 * 1) + y1 * -2) + y2 * 4) + y3 * -8
+        y3 * 1
+    """
+    n, rows, tw = dm.shape[3], dm.shape[4], dm.shape[5]
+    k1, k2, k4, k8, km2, km8 = k[0], k[1], k[2], k[3], k[4], k[5]
+    q = np.empty((6, 4 * tw), dtype=gpad.dtype)  # (A dY)[i, column] of one tile row
+    for o in range(o0, o1):
+        for img in range(n):
+            for t in range(rows):
+                y = 4 * (t0 + t)
+                g0, g1 = gpad[img, o, y], gpad[img, o, y + 1]
+                g2, g3 = gpad[img, o, y + 2], gpad[img, o, y + 3]
+                for col in range(4 * tw):  # rows
+                    q[0, col] = g0[col] * k1
+                    q[1, col] = ((g0[col] + g1[col]) + g2[col]) + g3[col]
+                    q[2, col] = ((g0[col] - g1[col]) + g2[col]) - g3[col]
+                    q[3, col] = (((g0[col] * k1) + g1[col] * k2) + g2[col] * k4) + g3[col] * k8
+                    q[4, col] = (((g0[col] * k1) + g1[col] * km2) + g2[col] * k4) \
+                        + g3[col] * km8
+                    q[5, col] = g3[col] * k1
+                for i in range(6):  # columns
+                    qi = q[i]
+                    d0, d1, d2 = dm[i, 0, o, img, t], dm[i, 1, o, img, t], dm[i, 2, o, img, t]
+                    d3, d4, d5 = dm[i, 3, o, img, t], dm[i, 4, o, img, t], dm[i, 5, o, img, t]
+                    for x in range(tw):
+                        p = 4 * x
+                        e0, e1, e2, e3 = qi[p], qi[p + 1], qi[p + 2], qi[p + 3]
+                        d0[x] = e0 * k1
+                        d1[x] = ((e0 + e1) + e2) + e3
+                        d2[x] = ((e0 - e1) + e2) - e3
+                        d3[x] = (((e0 * k1) + e1 * k2) + e2 * k4) + e3 * k8
+                        d4[x] = (((e0 * k1) + e1 * km2) + e2 * k4) + e3 * km8
+                        d5[x] = e3 * k1
+
+
 _F4_INPUT = (4, -5, -4, 2, -2)
 _F4_OUTPUT = (2, -2, 4, 8, -8)
+_F4_GRAD = (1, 2, 4, 8, -2, -8)
 
 
 def input_tiles_any(xpad, t0, v, c0, c1):
@@ -285,3 +328,11 @@ def output_tiles_any(m, out, t0, o0, o1):
         output_tiles(m, out, t0, o0, o1)
     else:
         output_tiles_f4(m, out, t0, o0, o1, np.array(_F4_OUTPUT, dtype=m.dtype))
+
+
+def grad_tiles_any(gpad, t0, dm, o0, o1):
+    """``grad_tiles`` (F(2x2): ``dm`` (4, 4, ...)) or ``grad_tiles_f4`` (``dm`` (6, 6, ...))."""
+    if dm.shape[0] == 4:
+        grad_tiles(gpad, t0, dm, o0, o1)
+    else:
+        grad_tiles_f4(gpad, t0, dm, o0, o1, np.array(_F4_GRAD, dtype=dm.dtype))

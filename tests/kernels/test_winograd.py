@@ -136,9 +136,9 @@ def test_winograd_gradcheck(case, f4):
 @pytest.mark.parametrize("f4", [False, True])
 def test_float32_error_stays_small(f4):
     """At a VGG-like layer the float32 result (forward and gradients) stays within 1e-5 of the
-    largest value, and near im2col's error: within 4x for F(2x2, 3x3); F(4x4, 3x3)'s forward
-    within 16x (measured 10x, 4.3e-6: its transforms multiply by up to 8, and float32 rounds
-    G's 1/6 and 1/24), its gradients are F(2x2, 3x3)'s."""
+    largest value, and near im2col's error: within 4x for F(2x2, 3x3); within 16x for
+    F(4x4, 3x3) (measured: forward 4.3e-6, input gradient 5.5e-6, weight gradient 6.9e-6, 10x
+    to 14x im2col's: its transforms multiply by up to 8, and float32 rounds G's 1/6 and 1/24)."""
     rng = np.random.default_rng(0)
     arrays = [rng.standard_normal((2, 64, 38, 38)), rng.standard_normal((64, 64, 3, 3)) * 0.05,
               rng.standard_normal(64)]
