@@ -172,25 +172,52 @@ def add_input_tiles(dv, dxpad, t0, c0, c1):
                 dxpad[k, c, y + 1, col] -= last[3, col]
 
 
-# ----------------------------------------------------------------- F(4x4, 3x3), forward only
-# The same rule: each value is the chain ``_combine`` evaluates for its row of B^T (or A^T),
+# ------------------------------------------------ F(4x4, 3x3): forward and weight gradient
+# The same rule: each value is the chain ``_combine`` evaluates for its row of B^T, A^T or A,
 # term by term from the left; a coefficient other than +-1 multiplies its term first
-# (``d2 * -5``), in the array's precision: the constants come in as an array of its dtype.
-#
-# ``B^T d`` (6 rows from 6):        ``A^T m`` (4 rows from 6):
-#   ((d0 * 4) + d2 * -5) + d4         (((m0 + m1) + m2) + m3) + m4
-#   (((d1 * -4) + d2 * -4) + d3) + d4    ((m1 - m2) + m3 * 2) + m4 * -2
-#   (((d1 * 4) + d2 * -4) - d3) + d4     ((m1 + m2) + m3 * 4) + m4 * 4
-#   (((d1 * -2) - d2) + d3 * 2) + d4     (((m1 - m2) + m3 * 8) + m4 * -8) + m5
-#   (((d1 * 2) - d2) + d3 * -2) + d4
-#   ((d1 * 4) + d3 * -5) + d5
+# (``d2 * -5``), in the array's precision: the constants come in as an array of its dtype. Each
+# matrix's rows are written once (``_bt4``, ``_at4``, ``_a4``) and serve both passes.
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bt4(d0, d1, d2, d3, d4, d5, k4, km5, km4, k2, km2):
+    """The six rows of ``B^T d`` for F(4x4), in ``_combine``'s order; the constants 4, -5, -4,
+    2, -2 in the data's dtype (scalars: an array would be reloaded after every store)."""
+    return (((d0 * k4) + d2 * km5) + d4,
+            (((d1 * km4) + d2 * km4) + d3) + d4,
+            (((d1 * k4) + d2 * km4) - d3) + d4,
+            (((d1 * km2) - d2) + d3 * k2) + d4,
+            (((d1 * k2) - d2) + d3 * km2) + d4,
+            ((d1 * k4) + d3 * km5) + d5)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _at4(m0, m1, m2, m3, m4, m5, k2, km2, k4, k8, km8):
+    """The four rows of ``A^T m`` for F(4x4); the constants 2, -2, 4, 8, -8 in the data's
+    dtype."""
+    return ((((m0 + m1) + m2) + m3) + m4,
+            ((m1 - m2) + m3 * k2) + m4 * km2,
+            ((m1 + m2) + m3 * k4) + m4 * k4,
+            (((m1 - m2) + m3 * k8) + m4 * km8) + m5)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _a4(y0, y1, y2, y3, k1, k2, k4, k8, km2, km8):
+    """The six rows of ``A y`` (the adjoint of ``A^T``) for F(4x4); the constants 1, 2, 4, 8,
+    -2, -8 in the data's dtype."""
+    return (y0 * k1,
+            ((y0 + y1) + y2) + y3,
+            ((y0 - y1) + y2) - y3,
+            (((y0 * k1) + y1 * k2) + y2 * k4) + y3 * k8,
+            (((y0 * k1) + y1 * km2) + y2 * k4) + y3 * km8,
+            y3 * k1)
 
 
 @njit(cache=True, nogil=True)
 def input_tiles_f4(xpad, t0, v, c0, c1, k):
     """F(4x4)'s ``V = B^T d B`` for channels [c0, c1): ``v[i, j, c, n, t, x]`` from the 6x6
-    block of ``xpad[n, c]`` at rows ``4 (t0 + t) ..``, columns ``4 x ..``; ``k`` holds
-    (4, -5, -4, 2, -2) in the data's dtype."""
+    block of ``xpad[n, c]`` at rows ``4 (t0 + t) ..``, columns ``4 x ..`` (``k``: ``_bt4``'s
+    constants)."""
     n, rows, tw = v.shape[3], v.shape[4], v.shape[5]
     width = 4 * tw + 2
     k4, km5, km4, k2, km2 = k[0], k[1], k[2], k[3], k[4]
@@ -202,33 +229,25 @@ def input_tiles_f4(xpad, t0, v, c0, c1, k):
                 d0, d1, d2 = xpad[img, c, y], xpad[img, c, y + 1], xpad[img, c, y + 2]
                 d3, d4, d5 = xpad[img, c, y + 3], xpad[img, c, y + 4], xpad[img, c, y + 5]
                 for col in range(width):  # rows
-                    r[0, col] = ((d0[col] * k4) + d2[col] * km5) + d4[col]
-                    r[1, col] = (((d1[col] * km4) + d2[col] * km4) + d3[col]) + d4[col]
-                    r[2, col] = (((d1[col] * k4) + d2[col] * km4) - d3[col]) + d4[col]
-                    r[3, col] = (((d1[col] * km2) - d2[col]) + d3[col] * k2) + d4[col]
-                    r[4, col] = (((d1[col] * k2) - d2[col]) + d3[col] * km2) + d4[col]
-                    r[5, col] = ((d1[col] * k4) + d3[col] * km5) + d5[col]
+                    r[0, col], r[1, col], r[2, col], r[3, col], r[4, col], r[5, col] = _bt4(
+                        d0[col], d1[col], d2[col], d3[col], d4[col], d5[col],
+                        k4, km5, km4, k2, km2)
                 for i in range(6):  # columns
                     ri = r[i]
                     v0, v1, v2 = v[i, 0, c, img, t], v[i, 1, c, img, t], v[i, 2, c, img, t]
                     v3, v4, v5 = v[i, 3, c, img, t], v[i, 4, c, img, t], v[i, 5, c, img, t]
                     for x in range(tw):
                         p = 4 * x
-                        e0, e1, e2, e3, e4, e5 = ri[p], ri[p + 1], ri[p + 2], ri[p + 3], \
-                            ri[p + 4], ri[p + 5]
-                        v0[x] = ((e0 * k4) + e2 * km5) + e4
-                        v1[x] = (((e1 * km4) + e2 * km4) + e3) + e4
-                        v2[x] = (((e1 * k4) + e2 * km4) - e3) + e4
-                        v3[x] = (((e1 * km2) - e2) + e3 * k2) + e4
-                        v4[x] = (((e1 * k2) - e2) + e3 * km2) + e4
-                        v5[x] = ((e1 * k4) + e3 * km5) + e5
+                        v0[x], v1[x], v2[x], v3[x], v4[x], v5[x] = _bt4(
+                            ri[p], ri[p + 1], ri[p + 2], ri[p + 3], ri[p + 4], ri[p + 5],
+                            k4, km5, km4, k2, km2)
 
 
 @njit(cache=True, nogil=True)
 def output_tiles_f4(m, out, t0, o0, o1, k):
     """F(4x4)'s ``A^T M A`` for output channels [o0, o1): each tile of ``m`` into the 4x4 block
-    of ``out[n, o]`` at rows ``4 (t0 + t) ..``, columns ``4 x ..``, cropped to ``out``; ``k``
-    holds (2, -2, 4, 8, -8) in the data's dtype."""
+    of ``out[n, o]`` at rows ``4 (t0 + t) ..``, columns ``4 x ..``, cropped to ``out`` (``k``:
+    ``_at4``'s constants)."""
     n, rows, tw = m.shape[3], m.shape[4], m.shape[5]
     ho, wo = out.shape[2], out.shape[3]
     k2, km2, k4, k8, km8 = k[0], k[1], k[2], k[3], k[4]
@@ -241,42 +260,27 @@ def output_tiles_f4(m, out, t0, o0, o1, k):
                     m0, m1, m2 = m[0, j, o, img, t], m[1, j, o, img, t], m[2, j, o, img, t]
                     m3, m4, m5 = m[3, j, o, img, t], m[4, j, o, img, t], m[5, j, o, img, t]
                     for x in range(tw):
-                        r[0, j, x] = (((m0[x] + m1[x]) + m2[x]) + m3[x]) + m4[x]
-                        r[1, j, x] = ((m1[x] - m2[x]) + m3[x] * k2) + m4[x] * km2
-                        r[2, j, x] = ((m1[x] + m2[x]) + m3[x] * k4) + m4[x] * k4
-                        r[3, j, x] = (((m1[x] - m2[x]) + m3[x] * k8) + m4[x] * km8) + m5[x]
+                        r[0, j, x], r[1, j, x], r[2, j, x], r[3, j, x] = _at4(
+                            m0[x], m1[x], m2[x], m3[x], m4[x], m5[x], k2, km2, k4, k8, km8)
                 for a in range(min(4, ho - y)):  # second index, the last rows cropped
                     ra, row = r[a], out[img, o, y + a]
                     full = min(tw, wo // 4)  # tiles whose 4 columns all fit
                     for x in range(full):
-                        e0, e1, e2, e3, e4, e5 = ra[0, x], ra[1, x], ra[2, x], ra[3, x], \
-                            ra[4, x], ra[5, x]
-                        row[4 * x] = (((e0 + e1) + e2) + e3) + e4
-                        row[4 * x + 1] = ((e1 - e2) + e3 * k2) + e4 * km2
-                        row[4 * x + 2] = ((e1 + e2) + e3 * k4) + e4 * k4
-                        row[4 * x + 3] = (((e1 - e2) + e3 * k8) + e4 * km8) + e5
+                        row[4 * x], row[4 * x + 1], row[4 * x + 2], row[4 * x + 3] = _at4(
+                            ra[0, x], ra[1, x], ra[2, x], ra[3, x], ra[4, x], ra[5, x],
+                            k2, km2, k4, k8, km8)
                     if full < tw:  # the last tile, cropped to the columns that remain
-                        x = full
-                        e0, e1, e2, e3, e4, e5 = ra[0, x], ra[1, x], ra[2, x], ra[3, x], \
-                            ra[4, x], ra[5, x]
-                        last = (((e0 + e1) + e2) + e3) + e4, \
-                            ((e1 - e2) + e3 * k2) + e4 * km2, \
-                            ((e1 + e2) + e3 * k4) + e4 * k4, \
-                            (((e1 - e2) + e3 * k8) + e4 * km8) + e5
-                        for b in range(wo - 4 * x):
-                            row[4 * x + b] = last[b]
+                        last = _at4(ra[0, full], ra[1, full], ra[2, full], ra[3, full],
+                                    ra[4, full], ra[5, full], k2, km2, k4, k8, km8)
+                        for b in range(wo - 4 * full):
+                            row[4 * full + b] = last[b]
 
 
 @njit(cache=True, nogil=True)
 def grad_tiles_f4(gpad, t0, dm, o0, o1, k):
     """F(4x4)'s ``dM = A dY A^T`` for output channels [o0, o1): ``dm[i, j, o, n, t, x]`` from the
-    4x4 block of ``gpad[n, o]`` at rows ``4 (t0 + t) ..``, columns ``4 x ..``; ``k`` holds
-    (1, 2, 4, 8, -2, -8) in the data's dtype. ``A``'s rows (the columns of ``A^T``)::
-
-        y0 * 1    ((y0 + y1) + y2) + y3    ((y0 - y1) + y2) - y3
-        (((y0 * 1) + y1 * 2) + y2 * 4) + y3 * 8    (((y0 * 1) + y1 * -2) + y2 * 4) + y3 * -8
-        y3 * 1
-    """
+    4x4 block of ``gpad[n, o]`` at rows ``4 (t0 + t) ..``, columns ``4 x ..`` (``k``: ``_a4``'s
+    constants)."""
     n, rows, tw = dm.shape[3], dm.shape[4], dm.shape[5]
     k1, k2, k4, k8, km2, km8 = k[0], k[1], k[2], k[3], k[4], k[5]
     q = np.empty((6, 4 * tw), dtype=gpad.dtype)  # (A dY)[i, column] of one tile row
@@ -287,26 +291,16 @@ def grad_tiles_f4(gpad, t0, dm, o0, o1, k):
                 g0, g1 = gpad[img, o, y], gpad[img, o, y + 1]
                 g2, g3 = gpad[img, o, y + 2], gpad[img, o, y + 3]
                 for col in range(4 * tw):  # rows
-                    q[0, col] = g0[col] * k1
-                    q[1, col] = ((g0[col] + g1[col]) + g2[col]) + g3[col]
-                    q[2, col] = ((g0[col] - g1[col]) + g2[col]) - g3[col]
-                    q[3, col] = (((g0[col] * k1) + g1[col] * k2) + g2[col] * k4) + g3[col] * k8
-                    q[4, col] = (((g0[col] * k1) + g1[col] * km2) + g2[col] * k4) \
-                        + g3[col] * km8
-                    q[5, col] = g3[col] * k1
+                    q[0, col], q[1, col], q[2, col], q[3, col], q[4, col], q[5, col] = _a4(
+                        g0[col], g1[col], g2[col], g3[col], k1, k2, k4, k8, km2, km8)
                 for i in range(6):  # columns
                     qi = q[i]
                     d0, d1, d2 = dm[i, 0, o, img, t], dm[i, 1, o, img, t], dm[i, 2, o, img, t]
                     d3, d4, d5 = dm[i, 3, o, img, t], dm[i, 4, o, img, t], dm[i, 5, o, img, t]
                     for x in range(tw):
                         p = 4 * x
-                        e0, e1, e2, e3 = qi[p], qi[p + 1], qi[p + 2], qi[p + 3]
-                        d0[x] = e0 * k1
-                        d1[x] = ((e0 + e1) + e2) + e3
-                        d2[x] = ((e0 - e1) + e2) - e3
-                        d3[x] = (((e0 * k1) + e1 * k2) + e2 * k4) + e3 * k8
-                        d4[x] = (((e0 * k1) + e1 * km2) + e2 * k4) + e3 * km8
-                        d5[x] = e3 * k1
+                        d0[x], d1[x], d2[x], d3[x], d4[x], d5[x] = _a4(
+                            qi[p], qi[p + 1], qi[p + 2], qi[p + 3], k1, k2, k4, k8, km2, km8)
 
 
 _F4_INPUT = (4, -5, -4, 2, -2)
