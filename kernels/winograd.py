@@ -17,8 +17,8 @@ F(4x4, 3x3) is the same recipe with 6x6 tiles every 4 pixels (``BT4``, ``G4``, `
 over a quarter as many tiles, 4x fewer multiply-adds than im2col). Its matrices hold up to 8
 and 1/24, so a float32 forward strays further: about 4e-6 of the largest output at a VGG
 layer, ten times im2col's error (``tests/kernels/test_winograd.py``). The forward takes it on
-the CPU where both output sides reach ``MIN_F4_SIDE`` (``forward_scheme``; on 19x19 maps its
-GEMMs get too few columns). The same functions run both algorithms (``Scheme``: the transforms
+the CPU where both output sides reach ``MIN_F4_SIDE`` and a call has ``MIN_F4_TILES`` tiles
+(``forward_scheme``; on 19x19 maps its GEMMs get too few columns). The same functions run both algorithms (``Scheme``: the transforms
 read which one from their arrays' tile size); on this project's machine, whose OpenBLAS runs
 AVX2 kernels where PyTorch's convolutions use AVX-512, it took SSD300's batch-8 forward from
 2.6-2.7 s to 2.0-2.2 s.
@@ -126,6 +126,11 @@ MIN_CHANNELS = 32
 #: 103-122, 512 on 38x38 147-167 -> 120-134, but 512 on 19x19 43 -> 47 (5x5 tiles); batch 1:
 #: 29-57 -> 22-41, 21-37 -> 16-30, 19-24 -> 13-23, 20-23 -> 20-26, 19x19 8-10 -> 13-17.
 MIN_F4_SIDE = 32
+#: ... and where a call has at least this many 4x4 tiles: F(4x4)'s weight transform writes 36
+#: values per weight pair (F(2x2): 16), which a few tiles do not repay. SSD300's 38x38 layers
+#: (100 tiles an image) at batch 1 by F(2x2): the batch-1 forward 291-327 -> 269-296 ms (three
+#: runs each, alternating); at batch 2 (200 tiles) F(4x4) is the faster, backward included.
+MIN_F4_TILES = 200
 
 
 def applies(kernel, stride, dilation, channels, out_channels, out_hw):
@@ -355,17 +360,19 @@ def _bands(th, rows):
     return [(t0, min(th, t0 + rows)) for t0 in range(0, th, rows)]
 
 
-def forward_scheme(xp, out_hw):
-    """The algorithm of a forward: F(4x4, 3x3) on the CPU where both output sides reach
-    ``MIN_F4_SIDE``, else F(2x2, 3x3). The weight gradient is the adjoint of the same algorithm;
+def forward_scheme(xp, out_hw, n):
+    """The algorithm of a forward of ``n`` images: F(4x4, 3x3) on the CPU where both output sides
+    reach ``MIN_F4_SIDE`` and the call has ``MIN_F4_TILES`` 4x4 tiles, else F(2x2, 3x3). The weight gradient is the adjoint of the same algorithm;
     the input gradient is computed as a forward (``input_grad_as_forward``) or as F(2x2, 3x3)'s
     adjoint."""
-    return F4 if _on_cpu(xp) and min(out_hw) >= MIN_F4_SIDE else F2
+    th, tw = _tiles(out_hw, F4.m)
+    return F4 if (_on_cpu(xp) and min(out_hw) >= MIN_F4_SIDE
+                  and n * th * tw >= MIN_F4_TILES) else F2
 
 
 def correlate(xp, x, weight, padding, out):
     """Forward: x (N, C, H, W), weight (O, C, 3, 3) -> out (N, O, Ho, Wo), no bias."""
-    scheme = forward_scheme(xp, out.shape[2:])
+    scheme = forward_scheme(xp, out.shape[2:], x.shape[0])
     u = weight_transform(xp, weight, scheme)
     th, tw = _tiles(out.shape[2:], scheme.m)
     over_chunks(xp, x.shape[0], _macs(weight, out),
@@ -451,13 +458,13 @@ def flipped_weight(xp, weight):
     return xp.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
 
 
-def input_grad_as_forward(xp, in_hw, padding):
+def input_grad_as_forward(xp, in_hw, padding, n):
     """Whether ``backward`` computes ``dx`` as the forward correlation of g with
     ``flipped_weight`` (padding 2 - p, so p <= 2): where that forward takes F(4x4, 3x3). Measured
     at batch 2, 2 threads, dx and dW, F(2x2)'s adjoint -> dW by it plus dx by F(4x4): 64 -> 64
     on 300x300 223 -> 114 ms, 128 on 150x150 128 -> 92, 256 on 75x75 97 -> 80, 512 on 38x38
     92 -> 89."""
-    return forward_scheme(xp, in_hw) is F4 and max(padding) <= 2
+    return forward_scheme(xp, in_hw, n) is F4 and max(padding) <= 2
 
 
 def backward(xp, x, g, weight, padding, need_input, need_weight):
@@ -468,14 +475,14 @@ def backward(xp, x, g, weight, padding, need_input, need_weight):
     is the adjoint of ``forward_scheme``'s algorithm for g's size (F(2x2, 3x3) when ``dx`` is
     its adjoint too: they share the transforms)."""
     dx = None
-    if need_input and input_grad_as_forward(xp, x.shape[2:], padding):
+    if need_input and input_grad_as_forward(xp, x.shape[2:], padding, x.shape[0]):
         dx = xp.empty(x.shape, dtype=g.dtype)
         correlate(xp, g, flipped_weight(xp, weight), tuple(2 - p for p in padding), dx)
         need_input = False
     if not (need_input or need_weight):
         return dx, None
     # dx by the adjoint: F(2x2)'s kernels; dW alone: the forward's algorithm for g's size
-    scheme = F2 if need_input else forward_scheme(xp, g.shape[2:])
+    scheme = F2 if need_input else forward_scheme(xp, g.shape[2:], x.shape[0])
     u = weight_transform(xp, weight) if need_input else None
     if need_input:
         dx = xp.empty(x.shape, dtype=g.dtype)

@@ -51,12 +51,12 @@ def forced(winograd, band_bytes=_winograd.CPU_BAND_BYTES, threads=None,
     import os
 
     saved = (_winograd.MIN_CHANNELS, _winograd.CPU_BAND_BYTES, _winograd.MIN_GEMM_COLUMNS,
-             _threads.MIN_PARALLEL_WORK, _winograd.MIN_F4_SIDE,
+             _threads.MIN_PARALLEL_WORK, _winograd.MIN_F4_SIDE, _winograd.MIN_F4_TILES,
              os.environ.get("MINISSD_NUM_THREADS"))
     _winograd.MIN_CHANNELS = 0 if winograd else 10**9
     _winograd.CPU_BAND_BYTES = band_bytes
     _winograd.MIN_GEMM_COLUMNS = group_columns
-    _winograd.MIN_F4_SIDE = 0 if f4 else 10**9
+    _winograd.MIN_F4_SIDE = _winograd.MIN_F4_TILES = 0 if f4 else 10**9
     if threads is not None:
         _threads.MIN_PARALLEL_WORK = 0
         os.environ["MINISSD_NUM_THREADS"] = str(threads)
@@ -64,12 +64,12 @@ def forced(winograd, band_bytes=_winograd.CPU_BAND_BYTES, threads=None,
         yield
     finally:
         (_winograd.MIN_CHANNELS, _winograd.CPU_BAND_BYTES, _winograd.MIN_GEMM_COLUMNS,
-         _threads.MIN_PARALLEL_WORK, _winograd.MIN_F4_SIDE) = saved[:5]
+         _threads.MIN_PARALLEL_WORK, _winograd.MIN_F4_SIDE, _winograd.MIN_F4_TILES) = saved[:6]
         if threads is not None:
-            if saved[5] is None:
+            if saved[6] is None:
                 del os.environ["MINISSD_NUM_THREADS"]
             else:
-                os.environ["MINISSD_NUM_THREADS"] = saved[5]
+                os.environ["MINISSD_NUM_THREADS"] = saved[6]
 
 
 def _conv(arrays, padding, need_input=True, bias=True, conv2d=F.conv2d):
@@ -167,14 +167,15 @@ def test_which_layers_use_winograd(kernel, stride, dilation, c, o, out_hw, expec
     assert _winograd.applies(kernel, stride, dilation, c, o, out_hw) is expected
 
 
-@pytest.mark.parametrize("out_hw, expected", [
-    ((300, 300), "F4"),  # conv1_2
-    ((38, 38), "F4"),  # conv4_x: 10x10 tiles of 4x4
-    ((19, 19), "F2"),  # conv5_x: 5x5 tiles of 4x4 would make 25-column GEMMs at batch 1
-    ((38, 19), "F2"),  # both sides must reach the line
+@pytest.mark.parametrize("out_hw, n, expected", [
+    ((300, 300), 1, "F4"),  # conv1_2
+    ((38, 38), 2, "F4"),  # conv4_x: 10x10 tiles of 4x4 an image, 200 in the call
+    ((38, 38), 1, "F2"),  # 100 tiles do not repay F(4x4)'s weight transform
+    ((19, 19), 8, "F2"),  # conv5_x: 5x5 tiles of 4x4 would make 25-column GEMMs at batch 1
+    ((38, 19), 8, "F2"),  # both sides must reach the line
 ])
-def test_which_forward_scheme(out_hw, expected):
-    assert _winograd.forward_scheme(np, out_hw) is getattr(_winograd, expected)
+def test_which_forward_scheme(out_hw, n, expected):
+    assert _winograd.forward_scheme(np, out_hw, n) is getattr(_winograd, expected)
 
 
 def test_cupy_arrays_keep_f2():
@@ -182,7 +183,7 @@ def test_cupy_arrays_keep_f2():
     class FakeCupy:
         __name__ = "cupy"
 
-    assert _winograd.forward_scheme(FakeCupy(), (300, 300)) is _winograd.F2
+    assert _winograd.forward_scheme(FakeCupy(), (300, 300), 8) is _winograd.F2
 
 
 @pytest.mark.parametrize("in_hw, padding, expected", [
@@ -192,4 +193,4 @@ def test_cupy_arrays_keep_f2():
     ((19, 19), (1, 1), False),  # F(2x2) maps keep the adjoint
 ])
 def test_which_input_gradients_go_as_a_forward(in_hw, padding, expected):
-    assert _winograd.input_grad_as_forward(np, in_hw, padding) is expected
+    assert _winograd.input_grad_as_forward(np, in_hw, padding, 2) is expected
