@@ -1,6 +1,6 @@
 """Winograd F(2x2, 3x3): 3x3 stride-1 convolutions with 16 multiplications per 2x2 output tile
 instead of 36 (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016);
-and, for the forward on large maps, F(4x4, 3x3): 36 per 4x4 tile instead of 144.
+and, on large maps, F(4x4, 3x3): 36 per 4x4 tile instead of 144.
 
 The input, padded, is cut into 4x4 tiles ``d`` starting every 2 pixels (neighbours overlap by 2
 rows or columns); each gives a 2x2 tile of the output::
@@ -15,11 +15,12 @@ about 1e-6 of the direct sum (float64: 1e-15).
 
 F(4x4, 3x3) is the same recipe with 6x6 tiles every 4 pixels (``BT4``, ``G4``, ``AT4``: 36 GEMMs
 over a quarter as many tiles, 4x fewer multiply-adds than im2col). Its matrices hold up to 8
-and 1/24, so a float32 forward strays further: about 4e-6 of the largest output at a VGG
-layer, ten times im2col's error (``tests/kernels/test_winograd.py``). The forward takes it on
-the CPU where both output sides reach ``MIN_F4_SIDE`` and a call has ``MIN_F4_TILES`` tiles
-(``forward_scheme``; on 19x19 maps its GEMMs get too few columns). The same functions run both algorithms (``Scheme``: the transforms
-read which one from their arrays' tile size); on this project's machine, whose OpenBLAS runs
+and 1/24, so float32 results stray further: 4e-6 to 7e-6 of the largest value at a VGG layer,
+10-14x im2col's error (``tests/kernels/test_winograd.py``). The forward takes it on the CPU
+where both output sides reach ``MIN_F4_SIDE`` and a call has ``MIN_F4_TILES`` tiles
+(``forward_scheme``; on 19x19 maps its GEMMs get too few columns). The same functions run both
+algorithms (``Scheme``: the transforms read which one from their arrays' tile size); on this
+project's machine, whose OpenBLAS runs
 AVX2 kernels where PyTorch's convolutions use AVX-512, it took SSD300's batch-8 forward from
 2.6-2.7 s to 2.0-2.2 s.
 
@@ -362,9 +363,9 @@ def _bands(th, rows):
 
 def forward_scheme(xp, out_hw, n):
     """The algorithm of a forward of ``n`` images: F(4x4, 3x3) on the CPU where both output sides
-    reach ``MIN_F4_SIDE`` and the call has ``MIN_F4_TILES`` 4x4 tiles, else F(2x2, 3x3). The weight gradient is the adjoint of the same algorithm;
-    the input gradient is computed as a forward (``input_grad_as_forward``) or as F(2x2, 3x3)'s
-    adjoint."""
+    reach ``MIN_F4_SIDE`` and the call has ``MIN_F4_TILES`` 4x4 tiles, else F(2x2, 3x3). The
+    weight gradient is the adjoint of the same algorithm; the input gradient is computed as a
+    forward (``input_grad_as_forward``) or as F(2x2, 3x3)'s adjoint."""
     th, tw = _tiles(out_hw, F4.m)
     return F4 if (_on_cpu(xp) and min(out_hw) >= MIN_F4_SIDE
                   and n * th * tw >= MIN_F4_TILES) else F2
@@ -484,7 +485,7 @@ def backward(xp, x, g, weight, padding, need_input, need_weight):
     # dx by the adjoint: F(2x2)'s kernels; dW alone: the forward's algorithm for g's size
     scheme = F2 if need_input else forward_scheme(xp, g.shape[2:], x.shape[0])
     u = weight_transform(xp, weight) if need_input else None
-    if need_input:
+    if need_input:  # dx by the adjoint: _backward writes it
         dx = xp.empty(x.shape, dtype=g.dtype)
     th, tw = _tiles(g.shape[2:], scheme.m)
     run = sum_over_chunks if need_weight else over_chunks

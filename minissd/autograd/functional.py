@@ -261,10 +261,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
 
     The numbers of ``conv2d_reference`` (its definition), computed by the fast kernels of
     ``minissd.kernels.conv``: im2col in cache-sized bands, offset by offset where im2col would be
-    largely padding (SSD's fc6), Winograd for wide 3x3 layers (F(4x4, 3x3) for the forward and
-    the input gradient on large maps, F(2x2, 3x3) otherwise), the images of a batch across
-    threads. In reference mode (``reference_mode()``, ``MINISSD_REFERENCE=1``) it runs
-    ``conv2d_reference`` itself.
+    largely padding (SSD's fc6), Winograd for wide 3x3 layers (F(4x4, 3x3) on large maps,
+    F(2x2, 3x3) otherwise), the images of a batch across threads. In reference mode
+    (``reference_mode()``, ``MINISSD_REFERENCE=1``) it runs ``conv2d_reference`` itself.
     """
     if reference_mode_enabled():
         return conv2d_reference(x, weight, bias, stride, padding, dilation)

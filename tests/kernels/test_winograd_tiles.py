@@ -1,8 +1,8 @@
 """The Numba Winograd tile kernels (``minissd.kernels.winograd_tiles``) against the NumPy
 transforms they replace on the CPU (``winograd.*_tiles_reference``): the same bits, float32 and
-float64, F(2x2, 3x3) and (but the input gradient's adjoint) F(4x4, 3x3), on drawn shapes and bands (one tile row, one
-column, several bands one after another, channel shares), values with signed zeros, ties and a
-wide range of magnitudes."""
+float64, F(2x2, 3x3) and F(4x4, 3x3) (all but ``add_input_tiles``, which F(4x4) never uses), on
+drawn shapes and bands (one tile row, one column, several bands one after another, channel
+shares), values with signed zeros, ties and a wide range of magnitudes."""
 
 import numpy as np
 import pytest
