@@ -22,11 +22,11 @@ resumed with another thread count continues exactly as it would have):
 * every chunk's GEMMs run on one OpenBLAS thread, also when the chunks run one after the other
   (one thread, or too little work to pay for threads). A call that is a single chunk (batch 1,
   small maps with large chunks) runs in the caller's thread; the forward kernels (im2col,
-  1x1, by offset, Winograd) and Winograd's backward then spread that chunk's own pieces (bands,
-  output-channel shares, tile positions) over the batch threads, one OpenBLAS thread each
-  (``split_one_chunk``), so their numbers do not depend on ``OPENBLAS_NUM_THREADS`` either; the
-  other single-chunk work (the im2col and by-offset backward) leaves its GEMMs to OpenBLAS as
-  it is, on every ``MINISSD_NUM_THREADS`` alike;
+  1x1, by offset, Winograd) and the Winograd and by-offset backward then spread that chunk's
+  own pieces (bands, channel shares, tile positions, kernel offsets) over the batch threads,
+  one OpenBLAS thread each (``split_one_chunk``), so their numbers do not depend on
+  ``OPENBLAS_NUM_THREADS`` either; the im2col backward of a single chunk (batch 1) leaves its
+  GEMMs to OpenBLAS as it is, on every ``MINISSD_NUM_THREADS`` alike;
 * sums over the batch (weight gradients) are formed per chunk, and the chunk sums are added in
   chunk order, ``((s0 + s1) + s2) + ...`` (``sum_over_chunks``), as they arrive.
 
@@ -143,8 +143,10 @@ def split_one_chunk(xp) -> bool:
     fits one chunk), in the caller's thread, on NumPy with its OpenBLAS found: then a kernel
     spreads the chunk's own pieces (bands, tile positions, channel shares) over the batch
     threads with ``over_batch``, one OpenBLAS thread each, instead of leaving the chunk's GEMMs
-    to OpenBLAS's threads. Those busy-wait between GEMMs (next to another busy process a
-    batch-1 SSD300 forward took 1.7 s instead of 0.7; split, 1.0 s) and their results depend on
+    to OpenBLAS's threads. Those busy-wait between GEMMs and for a while after (next to another
+    busy process a batch-1 SSD300 forward took 1.7 s instead of 0.7; split, 1.0 s; at batch 2 a
+    512 -> 512 Winograd backward right after fc6's took 36-44 ms instead of 24-26 while fc6's
+    left its GEMMs to OpenBLAS's two threads), and their results depend on
     OpenBLAS's thread count; the pieces are fixed by the layer's shape, so the numbers are the
     same on every thread count, ``OPENBLAS_NUM_THREADS`` included. False inside a batch
     thread (the other threads are busy with other chunks) and on CuPy."""

@@ -50,7 +50,9 @@ and the input gradient is its adjoint, offset by offset for all the images of a 
 
     dx[:, :, rows hit by u, cols hit by v] += W[:, :, u, v].T @ g[:, :, ro, co]
 
-(``N`` here: the images of one chunk, ``BY_OFFSET_MIN_COLUMNS`` output positions or more.)
+(``N`` here: the images of one chunk, ``BY_OFFSET_MIN_COLUMNS`` output positions or more. A
+call that is one chunk spreads the offsets of ``dW``, and the channel shares of ``out`` and
+``dx``, over the threads instead.)
 For 3x3 padding 1 layers the saving is a few percent and the per-offset adds of ``out`` cost
 more than that when C <= 256 (measured), so they use im2col.
 
@@ -67,6 +69,8 @@ batch is one chunk).
 """
 
 from __future__ import annotations
+
+import functools
 
 from . import winograd
 from .batch_threads import (
@@ -215,9 +219,10 @@ def _sum_offsets(xp, dst, blocks):
 
 
 def _sum_offsets_split(xp, dst, blocks):
-    """``_sum_offsets`` for a call's only chunk (``batch_threads.split_one_chunk``): the output
-    channels in ``SPLIT_SHARES`` fixed shares over the batch threads, each share summing its rows
-    of every offset's product (one OpenBLAS thread); the offsets' blocks are all kept at once."""
+    """``_sum_offsets`` for a call's only chunk (``batch_threads.split_one_chunk``): the rows of
+    the sum (output channels; the input gradient's input channels) in ``SPLIT_SHARES`` fixed
+    shares over the batch threads, each share summing its rows of every offset's product (one
+    OpenBLAS thread); the offsets' blocks are all kept at once."""
     n, k, h, w = dst.shape
     blocks = [(rows, cols, a, b.copy()) for rows, cols, a, b in blocks]  # b: a reused buffer
     acc = xp.empty((k, n, h, w), dtype=dst.dtype)
@@ -292,14 +297,15 @@ def _offset_weights(xp, weight):
     return wk
 
 
-def _offset_blocks(xp, x, out_hw, kernel, stride, padding, dilation):
-    """Yield ``(u, v, ro, co, xs)`` for every kernel offset ``(u, v)``: ``xs`` is the
-    ``(C, N*rows*cols)`` block of input cells that offset meets over the outputs ``[ro, co]``
-    of all images of ``x``, a chunk (one GEMM per offset for them all; a reused buffer the size
-    of ``x``, valid until the next iteration)."""
+def _offset_blocks(xp, x, taps):
+    """Yield ``(u, v, ro, co, xs)`` for every kernel offset ``(u, v)`` of ``taps`` (``_taps``):
+    ``xs`` is the ``(C, N*rows*cols)`` block of input cells that offset meets over the outputs
+    ``[ro, co]`` of all images of ``x``, a chunk (one GEMM per offset for them all; a reused
+    buffer, valid until the next iteration)."""
     n, c = x.shape[:2]
-    taps = _taps(x.shape[2:], out_hw, kernel, stride, padding, dilation)
-    buf = xp.empty(c * n * out_hw[0] * out_hw[1], dtype=x.dtype)
+    cells = max([(ro.stop - ro.start) * (co.stop - co.start) for _, _, ro, co, _, _ in taps],
+                default=0)
+    buf = xp.empty(c * n * cells, dtype=x.dtype)
     for u, v, ro, co, ri, ci in taps:
         block = (c, n, ro.stop - ro.start, co.stop - co.start)
         xs = buf[: c * n * block[2] * block[3]].reshape(block)
@@ -339,7 +345,8 @@ def _correlate(xp, x, weight, stride, padding, dilation, out, chunks, wk):
     split = split_one_chunk(xp)
     if wk is not None:
         for lo, hi in chunks:
-            blocks = _offset_blocks(xp, x[lo:hi], (ho, wo), kernel, stride, padding, dilation)
+            blocks = _offset_blocks(xp, x[lo:hi], _taps(x.shape[2:], (ho, wo), kernel, stride,
+                                                         padding, dilation))
             (_sum_offsets_split if split else _sum_offsets)(
                 xp, out[lo:hi], ((ro, co, wk[u, v], xs) for u, v, ro, co, xs in blocks))
             yield None
@@ -423,20 +430,35 @@ def weight_grad(xp, x, g, kernel, stride, padding, dilation):
     return xp.ascontiguousarray(total)
 
 
+def _offset_weight_grad(xp, x, g, taps, gw, chunks):
+    """Worker (over chunks of ``taps``): ``gw[u, v] = g[:, :, ro, co] @ xs.T`` (O, C) for each
+    offset ``(u, v)`` of the chunks, ``xs`` the block of ``x`` it meets (``_offset_blocks``)."""
+    n, o = g.shape[:2]
+    gbuf = xp.empty(g.size, dtype=g.dtype)
+    for first, last in chunks:
+        for u, v, ro, co, xs in _offset_blocks(xp, x, taps[first:last]):
+            gs = gbuf[: o * xs.shape[1]].reshape(o, n, ro.stop - ro.start, co.stop - co.start)
+            xp.copyto(gs, g[:, :, ro, co].transpose(1, 0, 2, 3))
+            xp.matmul(gs.reshape(o, xs.shape[1]), xs.T, out=gw[u, v])
+        yield None
+
+
 def _weight_grad(xp, x, g, kernel, stride, padding, dilation, chunks, by_offset):
     """The worker of ``weight_grad``: yields each chunk's share of ``dW``, a fresh array."""
     n, o, ho, wo = g.shape
     c = x.shape[1]
     if by_offset:
+        taps = _taps(x.shape[2:], (ho, wo), kernel, stride, padding, dilation)
+        split = split_one_chunk(xp)
         for lo, hi in chunks:
             gw = xp.zeros((*kernel, o, c), dtype=g.dtype)  # offsets reaching nothing stay 0
-            gbuf = xp.empty(g[lo:hi].size, dtype=g.dtype)
-            for u, v, ro, co, xs in _offset_blocks(xp, x[lo:hi], (ho, wo), kernel, stride,
-                                                   padding, dilation):
-                gs = gbuf[: o * xs.shape[1]].reshape(o, hi - lo, ro.stop - ro.start,
-                                                     co.stop - co.start)
-                xp.copyto(gs, g[lo:hi, :, ro, co].transpose(1, 0, 2, 3))
-                xp.matmul(gs.reshape(o, xs.shape[1]), xs.T, out=gw[u, v])
+            worker = functools.partial(_offset_weight_grad, xp, x[lo:hi], g[lo:hi], taps, gw)
+            if split:  # a call's only chunk: its offsets over the batch threads
+                with one_blas_thread(xp):
+                    over_chunks(xp, len(taps), c * g[lo:hi].size * len(taps), worker)
+            else:
+                for _ in worker([(0, len(taps))]):
+                    pass
             yield gw.transpose(2, 3, 0, 1)  # a view: summed, then copied by weight_grad
         return
     columns = _Columns(xp, x.shape[1:], kernel, stride, padding, dilation, (ho, wo), x.dtype)
@@ -493,8 +515,10 @@ def _offset_adjoint(xp, g, wk, stride, padding, dilation, dx, chunks):
     for each offset, on each chunk of images."""
     kernel, (h, w) = wk.shape[:2], dx.shape[2:]
     taps = _taps((h, w), g.shape[2:], kernel, stride, padding, dilation)
+    split = split_one_chunk(xp)
     for lo, hi in chunks:
-        _sum_offsets(xp, dx[lo:hi], _offset_grad_blocks(xp, g[lo:hi], wk, taps))
+        (_sum_offsets_split if split else _sum_offsets)(
+            xp, dx[lo:hi], _offset_grad_blocks(xp, g[lo:hi], wk, taps))
         yield None
 
 

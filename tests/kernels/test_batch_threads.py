@@ -179,26 +179,35 @@ def test_a_one_chunk_call_does_not_depend_on_openblas_threads(c, o, hw, k, paddi
         np.testing.assert_array_equal(out, outputs[1, 1], err_msg=f"OpenBLAS, batch threads {key}")
 
 
-@pytest.mark.parametrize("n", [1, 2])
-def test_a_one_chunk_winograd_backward_does_not_depend_on_openblas_threads(n):
-    """Winograd's backward splits a one-chunk call's bands the same way (transforms by channel
-    shares, the dU and dV GEMMs per tile position): the input and weight gradients are bitwise
-    the same on any OpenBLAS and batch thread count (batch 2 on 38x38 is one chunk too)."""
+@pytest.mark.parametrize("n, c, o, hw, padding, dilation", [
+    (1, 128, 128, 38, 1, 1),  # Winograd
+    (2, 128, 128, 38, 1, 1),  # Winograd: batch 2 on 38x38 is one chunk too
+    (1, 256, 512, 19, 6, 6),  # by offset (fc6)
+    (2, 256, 512, 19, 6, 6),  # by offset: fc6's chunks hold 4 images
+    (2, 256, 256, 3, 1, 1),  # by offset, a tiny map
+], ids=["winograd-1", "winograd-2", "by-offset-1", "by-offset-2", "by-offset-3x3"])
+def test_a_one_chunk_backward_does_not_depend_on_openblas_threads(n, c, o, hw, padding,
+                                                                  dilation):
+    """The backward of a one-chunk call splits the same way: Winograd's bands (transforms by
+    channel shares, the dU and dV GEMMs per tile position), by offset the weight gradient's
+    offsets and the input gradient's channel shares. The gradients are bitwise the same on any
+    OpenBLAS and batch thread count (OpenBLAS's own threads give other bits on 1 and 2)."""
     if _threads.blas_controls() is None:
         pytest.skip("NumPy's OpenBLAS not found")
     get, set_ = _threads.blas_controls()
     rng = np.random.default_rng(0)
-    x = (rng.standard_normal((n, 128, 38, 38)) * 0.1).astype(np.float32)
-    w = (rng.standard_normal((128, 128, 3, 3)) * 0.1).astype(np.float32)
-    g = rng.standard_normal((n, 128, 38, 38)).astype(np.float32)
+    x = (rng.standard_normal((n, c, hw, hw)) * 0.1).astype(np.float32)
+    w = (rng.standard_normal((o, c, 3, 3)) * 0.1).astype(np.float32)
+    g = rng.standard_normal((n, o, hw, hw)).astype(np.float32)
+    forced = {"winograd.MIN_CHANNELS": 0 if dilation == 1 and hw > 3 else 10**9}
     grads, saved = {}, get()
     try:
         for blas_threads in (1, 2):
             for ours in (1, 2):
                 set_(blas_threads)
-                with threads(ours, **{"winograd.MIN_CHANNELS": 0}):
+                with threads(ours, **forced):
                     xt, wt = Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)
-                    F.conv2d(xt, wt, None, 1, 1).backward(g)
+                    F.conv2d(xt, wt, None, 1, padding, dilation).backward(g)
                     grads[blas_threads, ours] = (xt.grad, wt.grad)
     finally:
         set_(saved)
