@@ -12,7 +12,9 @@ the library, which the tests hold them to:
 * ``colour.py`` (Numba): the augmentation's saturation and hue step in one pass, twin of
   ``minissd.data.transforms.adjust_saturation_hue_reference`` (the same bits);
 * ``batch_threads.py``: the images of a batch across threads in fixed chunks, OpenBLAS held to
-  one thread meanwhile (the numbers do not depend on the thread count).
+  one thread meanwhile (the numbers do not depend on the thread count);
+* ``workspace.py``: scratch buffers reused from call to call, for temporaries too big for
+  malloc to reuse (each call would page-fault them in afresh).
 
 Nothing here compiles at import.
 """

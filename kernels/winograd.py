@@ -56,6 +56,7 @@ from .batch_threads import (
     split_one_chunk,
     sum_over_chunks,
 )
+from . import workspace
 
 # Lavin & Gray's F(2x2, 3x3) matrices (points 0, 1, -1, infinity)
 BT = ((1, 0, -1, 0),
@@ -188,11 +189,13 @@ WEIGHT_CHUNKS = 16
 
 def weight_transform(xp, weight, scheme=F2):
     """``U = G w G^T`` per (o, c): (O, C, 3, 3) -> (a, a, O, C), C-contiguous: one GEMM
-    ``(G (x) G) @ w.reshape(O*C, 9).T``, split between the batch threads by output channel."""
+    ``(G (x) G) @ w.reshape(O*C, 9).T``, split between the batch threads by output channel.
+    ``U`` lives in this thread's scratch buffer (``workspace``): valid until the next
+    ``weight_transform`` in this thread."""
     o, c = weight.shape[:2]
     a = scheme.a
     gg, w9 = _gg(xp, weight.dtype, scheme), weight.reshape(o * c, 9)
-    u = xp.empty((a * a, o * c), dtype=weight.dtype)
+    u = workspace.scratch(xp, "winograd.U", (a * a, o * c), weight.dtype)
     with one_blas_thread(xp):  # it comes right before the batch threads (see one_blas_thread)
         over_batch(xp, o, a * a * weight.size, lambda lo, hi: xp.matmul(
             gg, w9[lo * c: hi * c].T, out=u[:, lo * c: hi * c]), size=-(-o // WEIGHT_CHUNKS))
@@ -517,7 +520,10 @@ def _backward(xp, x, g, u, padding, dx, need_weight, chunks, scheme=F2):
     vbuf, mbuf, scratch = _buffers(xp, k, c, o, tw, min(rows, th), m * tw + 2, g.dtype, scheme)
     split = split_one_chunk(xp)
     for lo, hi in chunks:
-        du = xp.empty((a, a, o, c), dtype=g.dtype) if need_weight else None
+        du = None
+        if need_weight:  # a fresh array per chunk (summed later), a call's only one: scratch
+            du = (workspace.scratch(xp, "winograd.dU", (a, a, o, c), g.dtype) if split
+                  else xp.empty((a, a, o, c), dtype=g.dtype))
         first = True  # the chunk's first band writes du, the others add to it
         for i0, i1 in _groups(lo, hi, k):
             m_ = i1 - i0
