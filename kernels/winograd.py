@@ -130,9 +130,12 @@ MIN_CHANNELS = 32
 MIN_F4_SIDE = 32
 #: ... and where a call has at least this many 4x4 tiles: F(4x4)'s weight transform writes 36
 #: values per weight pair (F(2x2): 16), which a few tiles do not repay. SSD300's 38x38 layers
-#: (100 tiles an image) at batch 1 by F(2x2): the batch-1 forward 291-327 -> 269-296 ms (three
-#: runs each, alternating); at batch 2 (200 tiles) F(4x4) is the faster, backward included.
-MIN_F4_TILES = 200
+#: have 100 tiles an image: at batch 1 they took F(2x2) while the 36 MiB of a 512 -> 512
+#: layer's transform were page-faulted in afresh on every call (batch-1 forward 291-327 ->
+#: 269-296 ms by F(2x2)); with the transform in a reused buffer (``workspace``) F(4x4) is the
+#: faster there too: batch-1 ``predict`` 258 -> 251, 259 -> 257, 286 -> 261 ms (medians of 16,
+#: 16 and 12 calls, alternating in one process).
+MIN_F4_TILES = 100
 
 
 def applies(kernel, stride, dilation, channels, out_channels, out_hw):

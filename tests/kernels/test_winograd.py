@@ -169,8 +169,9 @@ def test_which_layers_use_winograd(kernel, stride, dilation, c, o, out_hw, expec
 
 @pytest.mark.parametrize("out_hw, n, expected", [
     ((300, 300), 1, "F4"),  # conv1_2
-    ((38, 38), 2, "F4"),  # conv4_x: 10x10 tiles of 4x4 an image, 200 in the call
-    ((38, 38), 1, "F2"),  # 100 tiles do not repay F(4x4)'s weight transform
+    ((38, 38), 1, "F4"),  # conv4_x: 10x10 tiles of 4x4 an image
+    ((32, 32), 1, "F2"),  # 64 tiles do not repay F(4x4)'s weight transform
+    ((32, 32), 2, "F4"),
     ((19, 19), 8, "F2"),  # conv5_x: 5x5 tiles of 4x4 would make 25-column GEMMs at batch 1
     ((38, 19), 8, "F2"),  # both sides must reach the line
 ])
