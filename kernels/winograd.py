@@ -49,6 +49,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from . import workspace
 from .batch_threads import (
     one_blas_thread,
     over_batch,
@@ -56,7 +57,6 @@ from .batch_threads import (
     split_one_chunk,
     sum_over_chunks,
 )
-from . import workspace
 
 # Lavin & Gray's F(2x2, 3x3) matrices (points 0, 1, -1, infinity)
 BT = ((1, 0, -1, 0),
@@ -133,8 +133,9 @@ MIN_F4_SIDE = 32
 #: have 100 tiles an image: at batch 1 they took F(2x2) while the 36 MiB of a 512 -> 512
 #: layer's transform were page-faulted in afresh on every call (batch-1 forward 291-327 ->
 #: 269-296 ms by F(2x2)); with the transform in a reused buffer (``workspace``) F(4x4) is the
-#: faster there too: batch-1 ``predict`` 258 -> 251, 259 -> 257, 286 -> 261 ms (medians of 16,
-#: 16 and 12 calls, alternating in one process).
+#: faster there too in four comparisons of five: batch-1 ``predict`` 258 -> 251, 259 -> 257,
+#: 286 -> 261, 359 -> 353 ms, once 361 -> 405 (medians of 12-16 calls, alternating in one
+#: process).
 MIN_F4_TILES = 100
 
 
