@@ -449,16 +449,12 @@ def _weight_grad(xp, x, g, kernel, stride, padding, dilation, chunks, by_offset)
     c = x.shape[1]
     if by_offset:
         taps = _taps(x.shape[2:], (ho, wo), kernel, stride, padding, dilation)
-        split = split_one_chunk(xp)
         for lo, hi in chunks:
             gw = xp.zeros((*kernel, o, c), dtype=g.dtype)  # offsets reaching nothing stay 0
-            worker = functools.partial(_offset_weight_grad, xp, x[lo:hi], g[lo:hi], taps, gw)
-            if split:  # a call's only chunk: its offsets over the batch threads
-                with one_blas_thread(xp):
-                    over_chunks(xp, len(taps), c * g[lo:hi].size * len(taps), worker)
-            else:
-                for _ in worker([(0, len(taps))]):
-                    pass
+            # the offsets over the batch threads when this is a call's only chunk (inside a
+            # batch thread they simply run one after the other)
+            over_chunks(xp, len(taps), c * g[lo:hi].size * len(taps), functools.partial(
+                _offset_weight_grad, xp, x[lo:hi], g[lo:hi], taps, gw))
             yield gw.transpose(2, 3, 0, 1)  # a view: summed, then copied by weight_grad
         return
     columns = _Columns(xp, x.shape[1:], kernel, stride, padding, dilation, (ho, wo), x.dtype)

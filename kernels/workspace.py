@@ -15,6 +15,7 @@ memory pool already reuses blocks, ``scratch`` is a plain ``empty``.
 
 from __future__ import annotations
 
+import math
 import threading
 
 _local = threading.local()
@@ -22,14 +23,11 @@ _local = threading.local()
 
 def scratch(xp, name: str, shape, dtype):
     """An array of ``shape`` and ``dtype`` in the buffer called ``name`` of this thread."""
-    size = 1
-    for s in (shape if isinstance(shape, tuple) else (shape,)):
-        size *= s
     if xp.__name__ != "numpy":
         return xp.empty(shape, dtype=dtype)
-    dtype = xp.dtype(dtype)
+    nbytes = math.prod(shape if isinstance(shape, tuple) else (shape,)) * xp.dtype(dtype).itemsize
     buffers = _local.__dict__.setdefault("buffers", {})
     buf = buffers.get(name)
-    if buf is None or buf.nbytes < size * dtype.itemsize:
-        buf = buffers[name] = xp.empty(size * dtype.itemsize, dtype=xp.uint8)
-    return buf[: size * dtype.itemsize].view(dtype).reshape(shape)
+    if buf is None or buf.nbytes < nbytes:
+        buf = buffers[name] = xp.empty(nbytes, dtype=xp.uint8)
+    return buf[:nbytes].view(dtype).reshape(shape)
