@@ -20,10 +20,14 @@ and a few percent of the detections differ (the network outputs agree to float32
 Each framework runs in its own fresh subprocess with the same thread count (``--threads``,
 default all CPUs: ``torch.set_num_threads``, the OpenMP / OpenBLAS / MKL / Numba variables, and
 ``MINISSD_NUM_THREADS``); times are the median, minimum and maximum over ``--steps`` steps after
-two warm-up steps; peak RSS from ``getrusage``. ``--busy K`` runs everything a second time while
-K other processes each keep one core busy (a pure-Python loop): the slowdown under contention of
-each framework, busy median / quiet median. The load average is printed before and after: the
-machine is shared.
+two warm-up steps; peak RSS from ``getrusage``. ``--busy K`` also measures each framework while K
+other processes each keep one core busy (a pure-Python loop): the slowdown under contention, busy
+median / quiet median. The quiet and busy steps alternate inside the same worker process (the
+busy processes are paused with ``SIGSTOP`` between busy steps), in the order quiet, busy, busy,
+quiet, ...: this machine's speed drifts by 20-40% within minutes (a batch-8 step of the same code
+1.8-2.6 s), so quiet and busy steps measured minutes apart would mostly measure the drift. The
+median of the per-pair ratios (each busy step over the quiet step next to it) is printed too.
+The load average is printed before and after: the machine is shared.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -57,18 +62,25 @@ def _detections_json(dets):
              np.asarray(s, np.float64).tolist()] for b, lab, s in dets]
 
 
-def _time(step, steps):
+def _time(step, steps, busy=0):
+    """``(quiet times, busy times, last output)`` of ``steps`` timed calls of ``step`` after two
+    warm-up calls; with ``busy`` > 0 also ``steps`` calls next to ``busy`` busy processes,
+    alternating with the quiet ones (quiet, busy, busy, quiet, quiet, busy, ...)."""
     for _ in range(2):  # warm-up: Numba compiles, allocators settle
         out = step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        out = step()
-        times.append(time.perf_counter() - start)
-    return times, out
+    times = {False: [], True: []}
+    order = [False] * steps if not busy else \
+        [cond for i in range(steps) for cond in ((False, True) if i % 2 == 0 else (True, False))]
+    with Busy(busy) as others:
+        for contended in order:
+            others.resume() if contended else others.pause()
+            start = time.perf_counter()
+            out = step()
+            times[contended].append(time.perf_counter() - start)
+    return times[False], times[True], out
 
 
-def worker_torchvision(batch, steps, threads, weights_path):
+def worker_torchvision(batch, steps, threads, weights_path, busy):
     import torch
     from torchvision.models.detection import ssd300_vgg16
 
@@ -82,12 +94,12 @@ def worker_torchvision(batch, steps, threads, weights_path):
         with torch.no_grad():
             return model(images)
 
-    times, out = _time(step, steps)
+    times, busy_times, out = _time(step, steps, busy)
     dets = [(d["boxes"].numpy(), d["labels"].numpy() - 1, d["scores"].numpy()) for d in out]
-    return dict(times=times, detections=_detections_json(dets))
+    return dict(times=times, busy_times=busy_times, detections=_detections_json(dets))
 
 
-def worker_minissd(batch, steps, weights_path):
+def worker_minissd(batch, steps, weights_path, busy):
     from minissd.inference import predict
     from minissd.pytorch.convert import convert_state_dict
     from minissd.pytorch.layouts import torchvision_ssd300_config
@@ -100,28 +112,49 @@ def worker_minissd(batch, steps, weights_path):
     model.load_state_dict(convert_state_dict(state, "torchvision-ssd300", config).state)
     model.eval()
     images = list(_images(batch))
-    times, out = _time(lambda: predict(model, images, batch_size=batch), steps)
-    return dict(times=times, detections=_detections_json([(d.boxes, d.labels, d.scores)
-                                                          for d in out]))
+    times, busy_times, out = _time(lambda: predict(model, images, batch_size=batch), steps, busy)
+    dets = [(d.boxes, d.labels, d.scores) for d in out]
+    return dict(times=times, busy_times=busy_times, detections=_detections_json(dets))
 
 
-def run_worker(name, batch, steps, threads, weights_path):
+def run_worker(name, batch, steps, threads, weights_path, busy):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--batch", str(batch),
-           "--steps", str(steps), "--threads", str(threads), "--weights", weights_path]
+           "--steps", str(steps), "--threads", str(threads), "--weights", weights_path,
+           "--busy", str(busy)]
     return bench_common.run_worker(name, cmd, bench_common.thread_env(threads))
 
 
 class Busy:
-    """``k`` processes that each keep one core busy, for the length of a ``with`` block."""
+    """``k`` processes that each keep one core busy (a pure-Python loop) while resumed, for the
+    length of a ``with`` block; ``pause`` stops them (``SIGSTOP``), ``resume`` lets them run."""
+
+    #: After resuming, wait this long before timing (the loops are running by then).
+    SETTLE_S = 0.5
 
     def __init__(self, k):
-        self.k, self.procs = k, []
+        self.k, self.procs, self.running = k, [], False
 
     def __enter__(self):
         self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
                       for _ in range(self.k)]
-        time.sleep(0.5)
+        self.running = True
+        self.pause()
         return self
+
+    def pause(self):
+        if self.running:
+            for p in self.procs:
+                p.send_signal(signal.SIGSTOP)
+            for p in self.procs:  # returns once the child has stopped
+                os.waitpid(p.pid, os.WUNTRACED)
+            self.running = False
+
+    def resume(self):
+        if not self.running and self.procs:
+            for p in self.procs:
+                p.send_signal(signal.SIGCONT)
+            time.sleep(self.SETTLE_S)
+        self.running = True
 
     def __exit__(self, *exc):
         for p in self.procs:
@@ -147,11 +180,14 @@ def _stats(times):
     return statistics.median(times), min(times), max(times)
 
 
-def measure(batch, steps, threads, weights_path):
-    results = {}
-    for name in ("torchvision", "minissd"):
-        results[name] = run_worker(name, batch, steps, threads, weights_path)
-    return results
+def measure(batch, steps, threads, weights_path, busy):
+    return {name: run_worker(name, batch, steps, threads, weights_path, busy)
+            for name in ("torchvision", "minissd")}
+
+
+def pair_ratios(quiet, busy):
+    """Each busy step's time over that of the quiet step next to it (``_time``'s order)."""
+    return [b / q for q, b in zip(quiet, busy, strict=True)]
 
 
 def main(argv=None):
@@ -167,9 +203,10 @@ def main(argv=None):
     if args.worker:
         batch = int(args.batch)
         if args.worker == "minissd":
-            result = worker_minissd(batch, args.steps, args.weights)
+            result = worker_minissd(batch, args.steps, args.weights, args.busy)
         else:
-            result = worker_torchvision(batch, args.steps, args.threads, args.weights)
+            result = worker_torchvision(batch, args.steps, args.threads, args.weights,
+                                        args.busy)
         result["rss_peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print(json.dumps(result))
         return 0
@@ -178,31 +215,40 @@ def main(argv=None):
     print(f"SSD300 inference (images in, detections out), float32, 300x300, {NUM_CLASSES} "
           f"classes, {args.threads} threads, median [min, max] of {args.steps} steps after 2 "
           f"warm-up; load average before: {os.getloadavg()[0]:.2f}")
-    conditions = [("quiet", 0)] + ([(f"{args.busy} busy", args.busy)] if args.busy else [])
-    medians = {}
+    if args.busy:
+        print(f"  (quiet and busy steps alternate in each worker, {args.busy} busy process(es) "
+              f"paused between busy steps)")
+    slowdowns = []
     with tempfile.TemporaryDirectory() as tmp:
         weights_path = os.path.join(tmp, "torchvision_ssd300.npz")
-        for label, busy in conditions:
-            for batch in batches:
-                with Busy(busy):
-                    r = measure(batch, args.steps, args.threads, weights_path)
-                for name in ("torchvision", "minissd"):
-                    med, lo, hi = _stats(r[name]["times"])
-                    medians[label, batch, name] = med
-                    print(f"  {label:>7} batch {batch}: {name:>11} {1000 * med:8.0f} ms "
-                          f"[{1000 * lo:.0f}, {1000 * hi:.0f}]  peak RSS "
-                          f"{r[name]['rss_peak'] / 1024:5.0f} MiB")
-                ratio = medians[label, batch, "minissd"] / medians[label, batch, "torchvision"]
-                matched, ours, ref = same_detections(r["minissd"]["detections"],
-                                                     r["torchvision"]["detections"])
-                print(f"  {label:>7} batch {batch}: minissd / torchvision {ratio:5.2f}x; "
-                      f"detections matched {matched} of {ours} (torchvision {ref})")
-    if args.busy:
         for batch in batches:
-            slow = {name: medians[conditions[1][0], batch, name] / medians["quiet", batch, name]
-                    for name in ("torchvision", "minissd")}
-            print(f"slowdown with {args.busy} busy, batch {batch}: torchvision "
-                  f"{slow['torchvision']:.2f}x, minissd {slow['minissd']:.2f}x")
+            r = measure(batch, args.steps, args.threads, weights_path, args.busy)
+            medians = {}
+            for label, key in [("quiet", "times")] + [(f"{args.busy} busy", "busy_times")] * (
+                    args.busy > 0):
+                for name in ("torchvision", "minissd"):
+                    med, lo, hi = _stats(r[name][key])
+                    medians[label, name] = med
+                    print(f"  {label:>7} batch {batch}: {name:>11} {1000 * med:8.0f} ms "
+                          f"[{1000 * lo:.0f}, {1000 * hi:.0f}]" + (
+                              f"  peak RSS {r[name]['rss_peak'] / 1024:5.0f} MiB"
+                              if label == "quiet" else ""))
+                ratio = medians[label, "minissd"] / medians[label, "torchvision"]
+                print(f"  {label:>7} batch {batch}: minissd / torchvision {ratio:5.2f}x")
+            matched, ours, ref = same_detections(r["minissd"]["detections"],
+                                                 r["torchvision"]["detections"])
+            print(f"  batch {batch}: detections matched {matched} of {ours} (torchvision {ref})")
+            if args.busy:
+                slowdowns.append((batch, {
+                    name: (medians[f"{args.busy} busy", name] / medians["quiet", name],
+                           statistics.median(pair_ratios(r[name]["times"],
+                                                         r[name]["busy_times"])))
+                    for name in ("torchvision", "minissd")}))
+    for batch, slow in slowdowns:
+        print(f"slowdown with {args.busy} busy, batch {batch} (busy median / quiet median; "
+              f"median of the pairs): torchvision {slow['torchvision'][0]:.2f}x "
+              f"({slow['torchvision'][1]:.2f}x), minissd {slow['minissd'][0]:.2f}x "
+              f"({slow['minissd'][1]:.2f}x)")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -1,0 +1,75 @@
+"""benchmarks/bench_inference.py's contention timing: quiet and busy steps alternate in one
+process, and the busy processes really run during the busy steps and are stopped during the
+quiet ones (their state in /proc), so that the slowdown compares steps taken side by side."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _bench():
+    sys.path.insert(0, str(BENCH))  # bench_inference imports bench_common
+    try:
+        spec = importlib.util.spec_from_file_location("bench_inference",
+                                                      BENCH / "bench_inference.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
+    return module
+
+
+def _state(pid):
+    """The process state letter of /proc/<pid>/stat: R running, S sleeping, T stopped."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_busy_steps_alternate_with_quiet_ones(steps, monkeypatch):
+    bench = _bench()
+    monkeypatch.setattr(bench.Busy, "SETTLE_S", 0.05)
+    seen = []
+    holder = {}
+    original_enter = bench.Busy.__enter__
+
+    def enter(self):
+        holder["busy"] = self
+        return original_enter(self)
+
+    monkeypatch.setattr(bench.Busy, "__enter__", enter)
+
+    def step():
+        busy = holder.get("busy")
+        states = {_state(p.pid) for p in busy.procs} if busy else set()
+        seen.append(states)
+        return len(seen)
+
+    quiet, busy_times, out = bench._time(step, steps, busy=2)
+    assert len(quiet) == len(busy_times) == steps
+    assert out == len(seen) == 2 + 2 * steps
+    # warm-up (two steps) with the others not started, then quiet/busy, busy/quiet, ...
+    expected = [False, True, True, False, False, True][: 2 * steps]
+    for states, contended in zip(seen[2:], expected, strict=True):
+        assert len(states) == 1
+        assert (states != {"T"}) == contended, (states, contended)
+    assert all(p.poll() is not None for p in holder["busy"].procs)  # killed afterwards
+
+
+def test_quiet_only_without_busy():
+    bench = _bench()
+    calls = []
+    quiet, busy, out = bench._time(lambda: calls.append(1) or len(calls), 3)
+    assert (len(quiet), busy, out) == (3, [], 5)
+
+
+def test_pair_ratios():
+    bench = _bench()
+    assert _bench().pair_ratios([1.0, 2.0], [1.5, 5.0]) == [1.5, 2.5]
+    with pytest.raises(ValueError):
+        bench.pair_ratios([1.0], [1.0, 2.0])
