@@ -1,6 +1,6 @@
 """SSD300 training step, minissd vs the same network in torch.nn, on the CPU.
 
-    python benchmarks/bench_ssd.py [--batch 8] [--steps 3] [--threads N] [--quick]
+    python benchmarks/bench_ssd.py [--batch 8] [--steps 3] [--rounds 2] [--threads N] [--quick]
 
 What is timed: one training step of SSD300 (VOC, 21 classes, 8732 default boxes) in float32 on
 a batch of 300x300 inputs: forward through the whole network, a loss, backward to every
@@ -18,8 +18,12 @@ cannot hide in the other's: peak resident set size from ``resource.getrusage(RUS
 so it would under-count torch. Besides the peak, the RSS after building the model (weights,
 libraries) is reported and "working memory" = peak minus that: activations saved for backward,
 gradients and workspace. Both workers get the same thread count (``torch.set_num_threads`` and
-the OpenMP / OpenBLAS / MKL / Numba thread variables). Times are the median over ``--steps``
-timed steps after one warm-up step (which also JIT-compiles minissd's Numba kernels).
+the OpenMP / OpenBLAS / MKL / Numba thread variables). Each worker times ``--steps`` steps after
+one warm-up step (which also JIT-compiles minissd's Numba kernels), and the workers run in
+``--rounds`` rounds, in the order torch, minissd, then minissd, torch, and so on (this machine's
+speed drifts by 20-40% within minutes, so the two frameworks are measured interleaved rather than
+one after the other): the time is the median over all of a framework's timed steps, the peak the
+largest of its workers'. Each round's ratio is printed too.
 
 ``--keep-freed-memory`` gives both workers the allocator setting that ``minissd train`` uses
 (``minissd.allocator``: glibc reuses freed big blocks instead of mapping fresh pages); without
@@ -127,10 +131,27 @@ def run_worker(name, batch, steps, threads, keep_freed=False):
     return bench_common.run_worker(name, cmd, bench_common.thread_env(threads))
 
 
+def round_ratio(ours, theirs):
+    """minissd's median step time over torch's, within one round."""
+    return statistics.median(ours["times"]) / statistics.median(theirs["times"])
+
+
+def pooled(runs):
+    """One framework's workers together: every timed step, the largest peak RSS (with that
+    worker's RSS after model build), the loss and gradient norm of the last (all equal: the
+    same seeded step)."""
+    top = max(runs, key=lambda r: r["rss_peak"])
+    return dict(times=[t for r in runs for t in r["times"]], rss_peak=top["rss_peak"],
+                rss_model=top["rss_model"], loss=runs[-1]["loss"],
+                grad_norm=runs[-1]["grad_norm"])
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--steps", type=int, default=3, help="timed steps per framework (median)")
+    p.add_argument("--steps", type=int, default=3, help="timed steps per worker")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="workers per framework, interleaved (torch, minissd, minissd, torch, ...)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--quick", action="store_true", help="batch 2, 1 timed step (smoke test)")
     p.add_argument("--keep-freed-memory", action="store_true",
@@ -138,7 +159,7 @@ def main(argv=None):
     p.add_argument("--worker", choices=("minissd", "torch"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
-        args.batch, args.steps = 2, 1
+        args.batch, args.steps, args.rounds = 2, 1, 1
     if args.worker:
         if args.keep_freed_memory:
             from minissd.allocator import keep_freed_memory
@@ -153,18 +174,27 @@ def main(argv=None):
         return 0
 
     print(f"SSD300 training step (forward + linear loss + backward), float32, batch "
-          f"{args.batch}, 300x300, {args.threads} threads, {args.steps} timed steps after 1 "
-          f"warm-up; allocator: "
+          f"{args.batch}, 300x300, {args.threads} threads, {args.rounds} round(s) of "
+          f"{args.steps} timed steps after 1 warm-up per framework; allocator: "
           f"{'keeps freed memory' if args.keep_freed_memory else 'glibc defaults'}; "
           f"load average before: {os.getloadavg()[0]:.2f}")
-    results = {}
-    for name in ("torch", "minissd"):
-        r = run_worker(name, args.batch, args.steps, args.threads, args.keep_freed_memory)
-        results[name] = r
+    results = {"torch": [], "minissd": []}
+    for round_ in range(args.rounds):
+        order = ("torch", "minissd") if round_ % 2 == 0 else ("minissd", "torch")
+        for name in order:
+            r = run_worker(name, args.batch, args.steps, args.threads, args.keep_freed_memory)
+            results[name].append(r)
+            steps = ", ".join(f"{t:.2f}" for t in r["times"])
+            print(f"  round {round_ + 1} {name:>7}: steps {steps} s; peak RSS "
+                  f"{r['rss_peak'] / 1024:5.0f} MiB")
+        print(f"  round {round_ + 1} minissd / torch: "
+              f"{round_ratio(results['minissd'][-1], results['torch'][-1]):5.2f}x")
+    results = {name: pooled(runs) for name, runs in results.items()}
+    for name, r in results.items():
         med = statistics.median(r["times"])
-        steps = ", ".join(f"{t:.2f}" for t in r["times"])
         working = (r["rss_peak"] - r["rss_model"]) / 1024
-        print(f"{name:>8}: median {med:7.2f} s/step  (steps {steps}); peak RSS "
+        print(f"{name:>8}: median {med:7.2f} s/step  ({len(r['times'])} steps, "
+              f"{min(r['times']):.2f}-{max(r['times']):.2f}); peak RSS "
               f"{r['rss_peak'] / 1024:7.0f} MiB, after model build {r['rss_model'] / 1024:6.0f} "
               f"MiB, working {working:7.0f} MiB; loss {r['loss']:.6g}, |grad| "
               f"{r['grad_norm']:.6g}")
