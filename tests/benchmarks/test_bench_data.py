@@ -1,24 +1,12 @@
 """benchmarks/bench_data.py runs end to end on a small VOC folder: minissd's pipeline timed, the
 torchvision side timed or reported missing, the loader's rate measured."""
 
-import importlib.util
-from pathlib import Path
-
 from minissd.data import SYNTHETIC_CLASSES, make_synthetic_voc
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_data.py"
 
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_data", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_pipeline_rates_are_measured(tmp_path, capsys):
+def test_pipeline_rates_are_measured(tmp_path, capsys, load_bench):
     make_synthetic_voc(tmp_path, num_train=12, num_test=1, image_size=96)
-    bench = _bench()
+    bench = load_bench("bench_data")
     assert bench.main(["--data", str(tmp_path), "--split", "train", "--classes",
                        ",".join(SYNTHETIC_CLASSES), "--repeats", "1", "--batch", "4",
                        "--no-fed"]) == 0
@@ -28,6 +16,6 @@ def test_pipeline_rates_are_measured(tmp_path, capsys):
     assert "torchvision" in out  # its rate, or why it is missing
 
 
-def test_missing_folder_is_one_line(tmp_path, capsys):
-    assert _bench().main(["--data", str(tmp_path / "nope")]) == 2
+def test_missing_folder_is_one_line(tmp_path, capsys, load_bench):
+    assert load_bench("bench_data").main(["--data", str(tmp_path / "nope")]) == 2
     assert capsys.readouterr().err.strip().endswith("no such folder")

@@ -2,25 +2,9 @@
 process, and the busy processes really run during the busy steps and are stopped during the
 quiet ones (their state in /proc), so that the slowdown compares steps taken side by side."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _bench():
-    sys.path.insert(0, str(BENCH))  # bench_inference imports bench_common
-    try:
-        spec = importlib.util.spec_from_file_location("bench_inference",
-                                                      BENCH / "bench_inference.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH))
-    return module
 
 
 def _state(pid):
@@ -31,8 +15,8 @@ def _state(pid):
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize("steps", [1, 2, 3])
-def test_busy_steps_alternate_with_quiet_ones(steps, monkeypatch):
-    bench = _bench()
+def test_busy_steps_alternate_with_quiet_ones(steps, monkeypatch, load_bench):
+    bench = load_bench("bench_inference")
     monkeypatch.setattr(bench.Busy, "SETTLE_S", 0.05)
     seen = []
     holder = {}
@@ -61,15 +45,15 @@ def test_busy_steps_alternate_with_quiet_ones(steps, monkeypatch):
     assert all(p.poll() is not None for p in holder["busy"].procs)  # killed afterwards
 
 
-def test_quiet_only_without_busy():
-    bench = _bench()
+def test_quiet_only_without_busy(load_bench):
+    bench = load_bench("bench_inference")
     calls = []
     quiet, busy, out = bench._time(lambda: calls.append(1) or len(calls), 3)
     assert (len(quiet), busy, out) == (3, [], 5)
 
 
-def test_pair_ratios():
-    bench = _bench()
-    assert _bench().pair_ratios([1.0, 2.0], [1.5, 5.0]) == [1.5, 2.5]
+def test_pair_ratios(load_bench):
+    bench = load_bench("bench_inference")
+    assert bench.pair_ratios([1.0, 2.0], [1.5, 5.0]) == [1.5, 2.5]
     with pytest.raises(ValueError):
         bench.pair_ratios([1.0], [1.0, 2.0])

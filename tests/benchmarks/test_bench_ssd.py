@@ -2,26 +2,9 @@
 torch, ...) and pools their steps: the time ratio is not a comparison of two moments minutes
 apart on a machine whose speed drifts."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _bench():
-    sys.path.insert(0, str(BENCH))  # bench_ssd imports bench_common
-    try:
-        spec = importlib.util.spec_from_file_location("bench_ssd", BENCH / "bench_ssd.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH))
-    return module
-
-
-def test_workers_interleave_and_steps_pool(monkeypatch, capsys):
-    bench = _bench()
+def test_workers_interleave_and_steps_pool(monkeypatch, capsys, load_bench):
+    bench = load_bench("bench_ssd")
     calls = []
 
     def fake_worker(name, batch, steps, threads, keep_freed=False):
@@ -42,8 +25,8 @@ def test_workers_interleave_and_steps_pool(monkeypatch, capsys):
     assert out.count("minissd / torch:") == 3 + 3  # a ratio per round, then time/peak/working
 
 
-def test_pooled_keeps_every_step_and_the_largest_peak():
-    bench = _bench()
+def test_pooled_keeps_every_step_and_the_largest_peak(load_bench):
+    bench = load_bench("bench_ssd")
     runs = [dict(times=[1.0, 2.0], rss_peak=10, rss_model=1, loss=0.5, grad_norm=3.0),
             dict(times=[3.0], rss_peak=30, rss_model=2, loss=0.5, grad_norm=3.0),
             dict(times=[4.0], rss_peak=20, rss_model=3, loss=0.5, grad_norm=3.0)]
