@@ -73,7 +73,10 @@ def _time(step, steps, busy=0):
         [cond for i in range(steps) for cond in ((False, True) if i % 2 == 0 else (True, False))]
     with Busy(busy) as others:
         for contended in order:
-            others.resume() if contended else others.pause()
+            if contended:
+                others.resume()
+            else:
+                others.pause()
             start = time.perf_counter()
             out = step()
             times[contended].append(time.perf_counter() - start)
@@ -224,8 +227,9 @@ def main(argv=None):
         for batch in batches:
             r = measure(batch, args.steps, args.threads, weights_path, args.busy)
             medians = {}
-            for label, key in [("quiet", "times")] + [(f"{args.busy} busy", "busy_times")] * (
-                    args.busy > 0):
+            busy_label = f"{args.busy} busy"
+            conditions = [("quiet", "times")] + ([(busy_label, "busy_times")] if args.busy else [])
+            for label, key in conditions:
                 for name in ("torchvision", "minissd"):
                     med, lo, hi = _stats(r[name][key])
                     medians[label, name] = med
@@ -240,7 +244,7 @@ def main(argv=None):
             print(f"  batch {batch}: detections matched {matched} of {ours} (torchvision {ref})")
             if args.busy:
                 slowdowns.append((batch, {
-                    name: (medians[f"{args.busy} busy", name] / medians["quiet", name],
+                    name: (medians[busy_label, name] / medians["quiet", name],
                            statistics.median(pair_ratios(r[name]["times"],
                                                          r[name]["busy_times"])))
                     for name in ("torchvision", "minissd")}))
