@@ -26,10 +26,15 @@ offset ``u`` outer, the term inner; then the row offset likewise), so that the s
 
 Layouts, as in ``winograd.py`` (``rows`` tile rows starting at ``t0``, ``tw`` tile columns)::
 
-    xpad (n, C, Hp, Wp)   ->  v  (4, 4, C, n, rows, tw)     input_tiles
+    images (n, C, H, W), padding -> v (4, 4, C, n, rows, tw) input_tiles
     m    (4, 4, O, n, rows, tw) -> out (n, O, Ho, Wo)       output_tiles (rows 2 t0 ..)
-    gpad (n, O, 2 th, 2 tw) ->  dm (4, 4, O, n, rows, tw)   grad_tiles
+    g    (n, O, Ho, Wo)     ->  dm (4, 4, O, n, rows, tw)   grad_tiles
     dv   (4, 4, C, n, rows, tw) -> dxpad (n, C, Hp, Wp) +=  add_input_tiles
+
+The NumPy transforms read a padded copy of the images (``xpad``, ``ph`` rows and ``pw`` columns
+of zeros before them, zeros after them as far as the tiles reach; ``gpad``, g with zeros after
+it); these kernels read the images themselves (``_row``: a padding row is a row of zeros; a padding
+column gets the transform of zeros, computed once): no padded copy is made.
 
 Nothing here compiles at import (``cache=True``: compiled once per dtype, then loaded).
 """
@@ -40,31 +45,75 @@ import numpy as np
 from numba import njit
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _border_rows(images, img, c, y, d):
+    """``d[u]`` = row ``y + u`` of ``images[img, c]``, or zeros where that row is outside the
+    image (the padding): for the tile rows at the image's border. The others read the image's
+    rows in place (a kernel that chose between a row and a row of zeros for every tile row ran
+    1.3-1.6x slower)."""
+    for u in range(d.shape[0]):
+        if 0 <= y + u < images.shape[2]:
+            d[u] = images[img, c, y + u]
+        else:
+            d[u] = 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bt2(d0, d1, d2, d3):
+    """The four rows of ``B^T d`` for F(2x2), in ``_combine``'s order."""
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rows_bt2(d0, d1, d2, d3, r, lo, hi, zs):
+    """The row pass of one tile row: ``r[:, lo + j]`` = ``B^T`` of the image rows' column ``j``,
+    the padding's columns ``zs``."""
+    for col in range(lo):
+        r[0, col], r[1, col], r[2, col], r[3, col] = zs
+    r0, r1, r2, r3 = r[0, lo:hi], r[1, lo:hi], r[2, lo:hi], r[3, lo:hi]
+    for j in range(hi - lo):
+        r0[j], r1[j], r2[j], r3[j] = _bt2(d0[j], d1[j], d2[j], d3[j])
+    for col in range(max(lo, hi), r.shape[1]):
+        r[0, col], r[1, col], r[2, col], r[3, col] = zs
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _a2(y0, y1):
+    """The four rows of ``A y`` (the adjoint of ``A^T``) for F(2x2)."""
+    return y0 * 1, y0 + y1, y0 - y1, -y1
+
+
 @njit(cache=True, nogil=True)
-def input_tiles(xpad, t0, v, c0, c1):
+def input_tiles(images, ph, pw, t0, v, c0, c1):
     """``V = B^T d B`` for channels [c0, c1): ``v[i, j, c, k, t, x]`` from the 4x4 block of
-    ``xpad[k, c]`` at rows ``2 (t0 + t) ..``, columns ``2 x ..``."""
-    n, rows, tw = v.shape[3], v.shape[4], v.shape[5]
+    ``xpad[k, c]`` at rows ``2 (t0 + t) ..``, columns ``2 x ..``, where ``xpad`` is ``images``
+    (C-contiguous) with ``ph`` rows and ``pw`` columns of zeros before them and zeros after them
+    as far as the tiles reach. No ``xpad`` is made: the row pass reads the image rows (``_row``)
+    and gives the padding's columns ``B^T`` of zeros."""
+    n, h, w = images.shape[0], images.shape[2], images.shape[3]
+    rows, tw = v.shape[4], v.shape[5]
     width = 2 * tw + 2
-    r = np.empty((4, width), dtype=xpad.dtype)  # (B^T d)[i, column] of one tile row
+    lo, hi = min(pw, width), min(width, pw + w)  # xpad's columns that hold the image
+    d = np.empty((4, w), dtype=images.dtype)  # a border tile row's rows, zeros outside
+    z = np.zeros(1, dtype=images.dtype)[0]
+    zs = _bt2(z, z, z, z)  # a padding column's B^T d
+    r = np.empty((4, width), dtype=images.dtype)  # (B^T d)[i, column] of one tile row
     for c in range(c0, c1):
         for k in range(n):
             for t in range(rows):
-                y = 2 * (t0 + t)
-                d0, d1, d2, d3 = xpad[k, c, y], xpad[k, c, y + 1], xpad[k, c, y + 2], \
-                    xpad[k, c, y + 3]
-                for col in range(width):  # rows
-                    r[0, col] = d0[col] - d2[col]
-                    r[1, col] = d1[col] + d2[col]
-                    r[2, col] = d2[col] - d1[col]
-                    r[3, col] = d1[col] - d3[col]
+                y = 2 * (t0 + t) - ph
+                if 0 <= y and y + 3 < h:
+                    _rows_bt2(images[k, c, y], images[k, c, y + 1], images[k, c, y + 2],
+                              images[k, c, y + 3], r, lo, hi, zs)
+                else:
+                    _border_rows(images, k, c, y, d)
+                    _rows_bt2(d[0], d[1], d[2], d[3], r, lo, hi, zs)
                 for i in range(4):  # columns
                     ri = r[i]
                     for x in range(tw):
-                        v[i, 0, c, k, t, x] = ri[2 * x] - ri[2 * x + 2]
-                        v[i, 1, c, k, t, x] = ri[2 * x + 1] + ri[2 * x + 2]
-                        v[i, 2, c, k, t, x] = ri[2 * x + 2] - ri[2 * x + 1]
-                        v[i, 3, c, k, t, x] = ri[2 * x + 1] - ri[2 * x + 3]
+                        p = 2 * x
+                        v[i, 0, c, k, t, x], v[i, 1, c, k, t, x], v[i, 2, c, k, t, x], \
+                            v[i, 3, c, k, t, x] = _bt2(ri[p], ri[p + 1], ri[p + 2], ri[p + 3])
 
 
 @njit(cache=True, nogil=True)
@@ -94,29 +143,44 @@ def output_tiles(m, out, t0, o0, o1):
                         row[2 * x] = (ra[0, x] + ra[1, x]) + ra[2, x]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _rows_a2(g0, g1, q, hi, zs):
+    """The row pass of one tile row: ``q[:, col]`` = ``A`` of g's column ``col``, then ``zs``
+    for the columns beyond g's."""
+    for col in range(hi):
+        q[0, col], q[1, col], q[2, col], q[3, col] = _a2(g0[col], g1[col])
+    for col in range(hi, q.shape[1]):
+        q[0, col], q[1, col], q[2, col], q[3, col] = zs
+
+
 @njit(cache=True, nogil=True)
-def grad_tiles(gpad, t0, dm, o0, o1):
+def grad_tiles(g, t0, dm, o0, o1):
     """``dM = A dY A^T`` for output channels [o0, o1): ``dm[i, j, o, k, t, x]`` from the 2x2
-    block of ``gpad[k, o]`` at rows ``2 (t0 + t) ..``, columns ``2 x ..``."""
-    n, rows, tw = dm.shape[3], dm.shape[4], dm.shape[5]
-    q = np.empty((4, 2 * tw), dtype=gpad.dtype)  # (A dY)[i, column] of one tile row
+    block of ``gpad[k, o]`` at rows ``2 (t0 + t) ..``, columns ``2 x ..``, where ``gpad`` is
+    ``g`` (C-contiguous) with zeros after it as far as the tiles reach, read as
+    ``input_tiles`` reads its padding."""
+    n, ho, wo = g.shape[0], g.shape[2], g.shape[3]
+    rows, tw = dm.shape[4], dm.shape[5]
+    width = 2 * tw
+    hi = min(width, wo)
+    d = np.empty((2, wo), dtype=g.dtype)  # a border tile row's rows, zeros outside
+    z = np.zeros(1, dtype=g.dtype)[0]
+    zs = _a2(z, z)  # a column beyond g's: A of zeros
+    q = np.empty((4, width), dtype=g.dtype)  # (A dY)[i, column] of one tile row
     for o in range(o0, o1):
         for k in range(n):
             for t in range(rows):
                 y = 2 * (t0 + t)
-                g0, g1 = gpad[k, o, y], gpad[k, o, y + 1]
-                for col in range(2 * tw):  # rows
-                    q[0, col] = g0[col] * 1
-                    q[1, col] = g0[col] + g1[col]
-                    q[2, col] = g0[col] - g1[col]
-                    q[3, col] = -g1[col]
+                if y + 1 < ho:
+                    _rows_a2(g[k, o, y], g[k, o, y + 1], q, hi, zs)
+                else:
+                    _border_rows(g, k, o, y, d)
+                    _rows_a2(d[0], d[1], q, hi, zs)
                 for i in range(4):  # columns
                     qi = q[i]
                     for x in range(tw):
-                        dm[i, 0, o, k, t, x] = qi[2 * x] * 1
-                        dm[i, 1, o, k, t, x] = qi[2 * x] + qi[2 * x + 1]
-                        dm[i, 2, o, k, t, x] = qi[2 * x] - qi[2 * x + 1]
-                        dm[i, 3, o, k, t, x] = -qi[2 * x + 1]
+                        dm[i, 0, o, k, t, x], dm[i, 1, o, k, t, x], dm[i, 2, o, k, t, x], \
+                            dm[i, 3, o, k, t, x] = _a2(qi[2 * x], qi[2 * x + 1])
 
 
 @njit(cache=True, nogil=True)
@@ -213,25 +277,47 @@ def _a4(y0, y1, y2, y3, k1, k2, k4, k8, km2, km8):
             y3 * k1)
 
 
-@njit(cache=True, nogil=True)
-def input_tiles_f4(xpad, t0, v, c0, c1, k):
-    """F(4x4)'s ``V = B^T d B`` for channels [c0, c1): ``v[i, j, c, n, t, x]`` from the 6x6
-    block of ``xpad[n, c]`` at rows ``4 (t0 + t) ..``, columns ``4 x ..`` (``k``: ``_bt4``'s
-    constants)."""
-    n, rows, tw = v.shape[3], v.shape[4], v.shape[5]
-    width = 4 * tw + 2
+@njit(cache=True, nogil=True, inline="always")
+def _rows_bt4(d0, d1, d2, d3, d4, d5, r, lo, hi, zs, k):
+    """F(4x4)'s row pass of one tile row: ``r[:, lo + j]`` = ``B^T`` of the image rows' column
+    ``j``, the padding's columns ``zs``."""
     k4, km5, km4, k2, km2 = k[0], k[1], k[2], k[3], k[4]
-    r = np.empty((6, width), dtype=xpad.dtype)  # (B^T d)[i, column] of one tile row
+    for col in range(lo):
+        r[0, col], r[1, col], r[2, col], r[3, col], r[4, col], r[5, col] = zs
+    r0, r1, r2, r3, r4, r5 = (r[0, lo:hi], r[1, lo:hi], r[2, lo:hi], r[3, lo:hi], r[4, lo:hi],
+                              r[5, lo:hi])
+    for j in range(hi - lo):
+        r0[j], r1[j], r2[j], r3[j], r4[j], r5[j] = _bt4(
+            d0[j], d1[j], d2[j], d3[j], d4[j], d5[j], k4, km5, km4, k2, km2)
+    for col in range(max(lo, hi), r.shape[1]):
+        r[0, col], r[1, col], r[2, col], r[3, col], r[4, col], r[5, col] = zs
+
+
+@njit(cache=True, nogil=True)
+def input_tiles_f4(images, ph, pw, t0, v, c0, c1, k):
+    """F(4x4)'s ``V = B^T d B`` for channels [c0, c1): ``v[i, j, c, n, t, x]`` from the 6x6
+    block of ``xpad[n, c]`` at rows ``4 (t0 + t) ..``, columns ``4 x ..`` (``xpad``: ``images``
+    padded with zeros, read as ``input_tiles`` reads it; ``k``: ``_bt4``'s constants)."""
+    n, h, w = images.shape[0], images.shape[2], images.shape[3]
+    rows, tw = v.shape[4], v.shape[5]
+    width = 4 * tw + 2
+    lo, hi = min(pw, width), min(width, pw + w)  # the columns that hold the image
+    k4, km5, km4, k2, km2 = k[0], k[1], k[2], k[3], k[4]
+    d = np.empty((6, w), dtype=images.dtype)  # a border tile row's rows, zeros outside
+    z = np.zeros(1, dtype=images.dtype)[0]
+    zs = _bt4(z, z, z, z, z, z, k4, km5, km4, k2, km2)  # a padding column's B^T d
+    r = np.empty((6, width), dtype=images.dtype)  # (B^T d)[i, column] of one tile row
     for c in range(c0, c1):
         for img in range(n):
             for t in range(rows):
-                y = 4 * (t0 + t)
-                d0, d1, d2 = xpad[img, c, y], xpad[img, c, y + 1], xpad[img, c, y + 2]
-                d3, d4, d5 = xpad[img, c, y + 3], xpad[img, c, y + 4], xpad[img, c, y + 5]
-                for col in range(width):  # rows
-                    r[0, col], r[1, col], r[2, col], r[3, col], r[4, col], r[5, col] = _bt4(
-                        d0[col], d1[col], d2[col], d3[col], d4[col], d5[col],
-                        k4, km5, km4, k2, km2)
+                y = 4 * (t0 + t) - ph
+                if 0 <= y and y + 5 < h:
+                    _rows_bt4(images[img, c, y], images[img, c, y + 1], images[img, c, y + 2],
+                              images[img, c, y + 3], images[img, c, y + 4],
+                              images[img, c, y + 5], r, lo, hi, zs, k)
+                else:
+                    _border_rows(images, img, c, y, d)
+                    _rows_bt4(d[0], d[1], d[2], d[3], d[4], d[5], r, lo, hi, zs, k)
                 for i in range(6):  # columns
                     ri = r[i]
                     v0, v1, v2 = v[i, 0, c, img, t], v[i, 1, c, img, t], v[i, 2, c, img, t]
@@ -276,23 +362,42 @@ def output_tiles_f4(m, out, t0, o0, o1, k):
                             row[4 * full + b] = last[b]
 
 
-@njit(cache=True, nogil=True)
-def grad_tiles_f4(gpad, t0, dm, o0, o1, k):
-    """F(4x4)'s ``dM = A dY A^T`` for output channels [o0, o1): ``dm[i, j, o, n, t, x]`` from the
-    4x4 block of ``gpad[n, o]`` at rows ``4 (t0 + t) ..``, columns ``4 x ..`` (``k``: ``_a4``'s
-    constants)."""
-    n, rows, tw = dm.shape[3], dm.shape[4], dm.shape[5]
+@njit(cache=True, nogil=True, inline="always")
+def _rows_a4(g0, g1, g2, g3, q, hi, zs, k):
+    """F(4x4)'s row pass of one tile row: ``q[:, col]`` = ``A`` of g's column ``col``, then
+    ``zs`` for the columns beyond g's."""
     k1, k2, k4, k8, km2, km8 = k[0], k[1], k[2], k[3], k[4], k[5]
-    q = np.empty((6, 4 * tw), dtype=gpad.dtype)  # (A dY)[i, column] of one tile row
+    for col in range(hi):
+        q[0, col], q[1, col], q[2, col], q[3, col], q[4, col], q[5, col] = _a4(
+            g0[col], g1[col], g2[col], g3[col], k1, k2, k4, k8, km2, km8)
+    for col in range(hi, q.shape[1]):
+        q[0, col], q[1, col], q[2, col], q[3, col], q[4, col], q[5, col] = zs
+
+
+@njit(cache=True, nogil=True)
+def grad_tiles_f4(g, t0, dm, o0, o1, k):
+    """F(4x4)'s ``dM = A dY A^T`` for output channels [o0, o1): ``dm[i, j, o, n, t, x]`` from the
+    4x4 block of ``gpad[n, o]`` at rows ``4 (t0 + t) ..``, columns ``4 x ..`` (``gpad``: ``g``
+    zero-extended, read as ``grad_tiles`` reads it; ``k``: ``_a4``'s constants)."""
+    n, ho, wo = g.shape[0], g.shape[2], g.shape[3]
+    rows, tw = dm.shape[4], dm.shape[5]
+    width = 4 * tw
+    hi = min(width, wo)
+    k1, k2, k4, k8, km2, km8 = k[0], k[1], k[2], k[3], k[4], k[5]
+    d = np.empty((4, wo), dtype=g.dtype)  # a border tile row's rows, zeros outside
+    z = np.zeros(1, dtype=g.dtype)[0]
+    zs = _a4(z, z, z, z, k1, k2, k4, k8, km2, km8)  # a column beyond g's: A of zeros
+    q = np.empty((6, width), dtype=g.dtype)  # (A dY)[i, column] of one tile row
     for o in range(o0, o1):
         for img in range(n):
             for t in range(rows):
                 y = 4 * (t0 + t)
-                g0, g1 = gpad[img, o, y], gpad[img, o, y + 1]
-                g2, g3 = gpad[img, o, y + 2], gpad[img, o, y + 3]
-                for col in range(4 * tw):  # rows
-                    q[0, col], q[1, col], q[2, col], q[3, col], q[4, col], q[5, col] = _a4(
-                        g0[col], g1[col], g2[col], g3[col], k1, k2, k4, k8, km2, km8)
+                if y + 3 < ho:
+                    _rows_a4(g[img, o, y], g[img, o, y + 1], g[img, o, y + 2],
+                             g[img, o, y + 3], q, hi, zs, k)
+                else:
+                    _border_rows(g, img, o, y, d)
+                    _rows_a4(d[0], d[1], d[2], d[3], q, hi, zs, k)
                 for i in range(6):  # columns
                     qi = q[i]
                     d0, d1, d2 = dm[i, 0, o, img, t], dm[i, 1, o, img, t], dm[i, 2, o, img, t]
@@ -308,12 +413,14 @@ _F4_OUTPUT = (2, -2, 4, 8, -8)
 _F4_GRAD = (1, 2, 4, 8, -2, -8)
 
 
-def input_tiles_any(xpad, t0, v, c0, c1):
-    """``input_tiles`` (F(2x2): ``v`` (4, 4, ...)) or ``input_tiles_f4`` (``v`` (6, 6, ...))."""
+def input_tiles_any(images, padding, t0, v, c0, c1):
+    """``input_tiles`` (F(2x2): ``v`` (4, 4, ...)) or ``input_tiles_f4`` (``v`` (6, 6, ...)) of
+    ``images`` zero-padded by ``padding = (ph, pw)``."""
+    ph, pw = padding
     if v.shape[0] == 4:
-        input_tiles(xpad, t0, v, c0, c1)
+        input_tiles(images, ph, pw, t0, v, c0, c1)
     else:
-        input_tiles_f4(xpad, t0, v, c0, c1, np.array(_F4_INPUT, dtype=v.dtype))
+        input_tiles_f4(images, ph, pw, t0, v, c0, c1, np.array(_F4_INPUT, dtype=v.dtype))
 
 
 def output_tiles_any(m, out, t0, o0, o1):
@@ -324,9 +431,9 @@ def output_tiles_any(m, out, t0, o0, o1):
         output_tiles_f4(m, out, t0, o0, o1, np.array(_F4_OUTPUT, dtype=m.dtype))
 
 
-def grad_tiles_any(gpad, t0, dm, o0, o1):
+def grad_tiles_any(g, t0, dm, o0, o1):
     """``grad_tiles`` (F(2x2): ``dm`` (4, 4, ...)) or ``grad_tiles_f4`` (``dm`` (6, 6, ...))."""
     if dm.shape[0] == 4:
-        grad_tiles(gpad, t0, dm, o0, o1)
+        grad_tiles(g, t0, dm, o0, o1)
     else:
-        grad_tiles_f4(gpad, t0, dm, o0, o1, np.array(_F4_GRAD, dtype=dm.dtype))
+        grad_tiles_f4(g, t0, dm, o0, o1, np.array(_F4_GRAD, dtype=dm.dtype))

@@ -112,6 +112,26 @@ def test_winograd_equals_the_reference(case, band_bytes, group_columns, need_inp
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
 
 
+@settings(max_examples=30, deadline=None)
+@given(case=case(), band_bytes=st.sampled_from([1, 3000, 1 << 20]),
+       group_columns=st.sampled_from([1, 20, 384]))
+def test_whole_plane_transforms_give_the_kernels_bits(case, band_bytes, group_columns):
+    """The path CuPy arrays take, run on NumPy: the whole-plane transforms
+    (``*_tiles_reference``) read zero-padded copies of the images and of g (``_Padding``'s
+    buffers) where the Numba kernels read the arrays themselves; the numbers are the same bits."""
+    arrays, padding = case
+    with forced(True, band_bytes, group_columns=group_columns):
+        kernels = _conv(arrays, padding)
+        saved = _winograd._on_cpu
+        _winograd._on_cpu = lambda xp: False
+        try:
+            planes = _conv(arrays, padding)
+        finally:
+            _winograd._on_cpu = saved
+    for a, b in zip(planes, kernels):
+        np.testing.assert_array_equal(a, b)
+
+
 @settings(max_examples=15, deadline=None)
 @given(case=case(), threads=st.integers(2, 3), f4=st.booleans())
 def test_winograd_gives_the_same_numbers_on_any_thread_count(case, threads, f4):

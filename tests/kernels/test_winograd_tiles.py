@@ -56,19 +56,27 @@ def _channel_split(c, share):
 
 
 @settings(max_examples=150, deadline=None)
-@given(case=cases())
-def test_input_tiles_same_bits(case):
+@given(case=cases(), data=st.data())
+def test_input_tiles_same_bits(case, data):
+    """The kernel reads the images and takes the zero padding itself; the reference reads the
+    padded copy (padding 0-2 rows and columns before the images, zeros after them as far as the
+    tiles reach; images as small as one row and column)."""
     rng = np.random.default_rng(case["seed"])
     n, c, th, tw, dt, m = case["n"], case["c"], case["th"], case["tw"], case["dtype"], case["m"]
     a = m + 2
-    xpad = _draw_values(rng, (n, c, m * th + 2, m * tw + 2), dt, case["kind"])
-    scratch = np.empty(a * n * c * th * (m * tw + 2), dtype=dt)
+    hp, wp = m * th + 2, m * tw + 2
+    ph, pw = data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2))
+    h, w = data.draw(st.integers(1, hp - ph)), data.draw(st.integers(1, wp - pw))
+    x = _draw_values(rng, (n, c, h, w), dt, case["kind"])
+    xpad = np.zeros((n, c, hp, wp), dtype=dt)
+    xpad[:, :, ph: ph + h, pw: pw + w] = x
+    scratch = np.empty(a * n * c * th * wp, dtype=dt)
     for t0, t1 in _bands(th, case["band"]):
         want = np.empty((a, a, c, n, t1 - t0, tw), dtype=dt)
         winograd.input_tiles_reference(np, xpad, t0, t1, tw, scratch, want)
         got = np.full_like(want, np.nan)
         for c0, c1 in _channel_split(c, case["share"]):
-            winograd_tiles.input_tiles_any(xpad, t0, got, c0, c1)
+            winograd_tiles.input_tiles_any(x, (ph, pw), t0, got, c0, c1)
         np.testing.assert_array_equal(_bits(got), _bits(want))
 
 
@@ -94,17 +102,22 @@ def test_output_tiles_same_bits(case):
 @settings(max_examples=150, deadline=None)
 @given(case=cases())
 def test_grad_tiles_same_bits(case):
+    """The kernel reads g itself, zero where the tiles hang over its last rows or columns; the
+    reference reads g zero-extended to the tiles."""
     rng = np.random.default_rng(case["seed"])
     n, o, th, tw, dt, m = case["n"], case["c"], case["th"], case["tw"], case["dtype"], case["m"]
     a = m + 2
-    gpad = _draw_values(rng, (n, o, m * th, m * tw), dt, case["kind"])
+    ho, wo = (m * s - rng.integers(0, m) * crop for s, crop in zip((th, tw), case["crop"]))
+    g = _draw_values(rng, (n, o, ho, wo), dt, case["kind"])
+    gpad = np.zeros((n, o, m * th, m * tw), dtype=dt)
+    gpad[:, :, :ho, :wo] = g
     scratch = np.empty(a * n * o * th * m * tw, dtype=dt)
     for t0, t1 in _bands(th, case["band"]):
         want = np.empty((a, a, o, n, t1 - t0, tw), dtype=dt)
         winograd.grad_tiles_reference(np, gpad, t0, t1, scratch, want)
         got = np.full_like(want, np.nan)
         for o0, o1 in _channel_split(o, case["share"]):
-            winograd_tiles.grad_tiles_any(gpad, t0, got, o0, o1)
+            winograd_tiles.grad_tiles_any(g, t0, got, o0, o1)
         np.testing.assert_array_equal(_bits(got), _bits(want))
 
 
@@ -133,9 +146,11 @@ def test_dispatch_takes_the_kernel_on_numpy(monkeypatch, name):
     monkeypatch.setattr(winograd_tiles, name, lambda *a: called.append(a))
     monkeypatch.setattr(winograd, f"{name}_reference",
                         lambda *a: pytest.fail("the NumPy reference ran"))
-    shapes = {"input_tiles": (np.zeros((1, 1, 4, 4)), 0, 1, 1, None, np.zeros((4, 4, 1, 1, 1, 1))),
+    shapes = {"input_tiles": ((np.zeros((1, 1, 4, 4)), (0, 0)), 0, 1, 1, None,
+                              np.zeros((4, 4, 1, 1, 1, 1))),
               "output_tiles": (np.zeros((4, 4, 1, 1, 1, 1)), np.zeros((1, 1, 2, 2)), 0, None),
-              "grad_tiles": (np.zeros((1, 1, 2, 2)), 0, 1, None, np.zeros((4, 4, 1, 1, 1, 1))),
+              "grad_tiles": ((np.zeros((1, 1, 2, 2)), (0, 0)), 0, 1, None,
+                             np.zeros((4, 4, 1, 1, 1, 1))),
               "add_input_tiles": (np.zeros((4, 4, 1, 1, 1, 1)), np.zeros((1, 1, 4, 4)), 0, None)}
     getattr(winograd, name)(np, *shapes[name])
     assert len(called) == 1
