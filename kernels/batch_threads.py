@@ -159,25 +159,6 @@ def over_batch(xp, n: int, work: float, fn, size: int = 1):
     return over_chunks(xp, n, work, each_chunk(fn), size)
 
 
-#: ``over_rows`` cuts elementwise work into slices of about this many values (1 MiB of float32).
-SLICE_VALUES = 1 << 18
-#: ... and counts a value as this many multiply-adds of work (``MIN_PARALLEL_WORK``). Measured,
-#: 2 threads, median of 9: a bias added to (1, 64, 300, 300) 4.4 -> 2.6 ms, a ReLU of
-#: (1, 128, 150, 150) 3.9 -> 2.1 ms in slices; (1, 512, 38, 38) 0.39 -> 0.46 ms (too small).
-VALUE_COST = 4
-
-
-def over_rows(xp, fn, *arrays):
-    """``[fn(*slices)]`` on fixed slices along the first axis of ``arrays`` (all that long), about
-    ``SLICE_VALUES`` values of the first array each, across the batch threads where it pays:
-    elementwise work on big arrays (NumPy releases the GIL in its loops). Each value is computed
-    as ``fn(*arrays)`` would compute it, so the bits are the same on any thread count."""
-    rows = len(arrays[0])
-    per_row = max(1, arrays[0].size // max(rows, 1))
-    return over_batch(xp, rows, VALUE_COST * arrays[0].size, lambda lo, hi: fn(
-        *(a[lo:hi] for a in arrays)), size=max(1, SLICE_VALUES // per_row))
-
-
 def each_chunk(fn):
     """The worker that calls ``fn(lo, hi)`` on each chunk it is given (nothing set up once)."""
     def worker(chunks):

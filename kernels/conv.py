@@ -77,7 +77,6 @@ from .batch_threads import (
     one_blas_thread,
     over_batch,
     over_chunks,
-    over_rows,
     split_one_chunk,
     sum_over_chunks,
 )
@@ -314,9 +313,9 @@ def _offset_blocks(xp, x, taps):
         yield u, v, ro, co, xs.reshape(c, -1)
 
 
-def correlate(xp, x, weight, stride, padding, dilation, out, bias=None):
-    """The forward convolution, plus ``bias`` (O,) if given, written into ``out`` (the images in
-    chunks, split across threads on the CPU, see ``batch_threads``).
+def correlate(xp, x, weight, stride, padding, dilation, out):
+    """The forward convolution without bias, written into ``out`` (the images in chunks, split
+    across threads on the CPU, see ``batch_threads``).
 
     x: (N, C, H, W); weight: (O, C, kh, kw); out: (N, O, Ho, Wo) C-contiguous.
     im2col: ``out[i][:, band] = W2 @ cols``. By offset (when im2col would be mostly padding):
@@ -325,26 +324,12 @@ def correlate(xp, x, weight, stride, padding, dilation, out, bias=None):
     if winograd.applies(weight.shape[2:], stride, dilation, x.shape[1], weight.shape[0],
                          out.shape[2:]):
         winograd.correlate(xp, x, weight, padding, out)
-    else:
-        by_offset = _by_offset(x.shape, out.shape[2:], weight.shape[2:], stride, padding,
-                               dilation)
-        wk = _offset_weights(xp, weight) if by_offset else None
-        over_chunks(xp, x.shape[0], _macs(weight, out), lambda chunks: _correlate(
-            xp, x, weight, stride, padding, dilation, out, chunks, wk),
-            _chunk_size(by_offset, out.shape[2:]))
-    if bias is not None:
-        add_bias(xp, out, bias)
-
-
-def add_bias(xp, out, bias):
-    """``out += bias[:, None, None]`` for ``out`` (N, O, Ho, Wo) C-contiguous, plane by plane
-    across the batch threads (``over_rows``; the same bits: each value is one addition). It was
-    the conv's last serial pass over its output; SSD300, alternating processes, new / old:
-    batch-1 ``predict`` 0.98x (6 rounds of 8 calls, 5 faster), batch-2 training step 0.95x
-    (4 rounds of 4 steps, 3 faster)."""
-    n, o = out.shape[:2]
-    over_rows(xp, lambda planes, b: xp.add(planes, b, out=planes), out.reshape(n * o, -1),
-              xp.tile(bias, n)[:, None])
+        return
+    by_offset = _by_offset(x.shape, out.shape[2:], weight.shape[2:], stride, padding, dilation)
+    wk = _offset_weights(xp, weight) if by_offset else None
+    over_chunks(xp, x.shape[0], _macs(weight, out), lambda chunks: _correlate(
+        xp, x, weight, stride, padding, dilation, out, chunks, wk),
+        _chunk_size(by_offset, out.shape[2:]))
 
 
 def _macs(weight, out):

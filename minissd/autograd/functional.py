@@ -22,13 +22,18 @@ import numpy as np
 
 from minissd.kernels import conv as fast_conv
 from minissd.kernels import pool as fast_pool
-from minissd.kernels.batch_threads import SLICE_VALUES, over_rows
+from minissd.kernels.batch_threads import over_batch
 
 from ..backend import get_array_module
 from .tensor import Tensor, as_tensor, unbroadcast
 
 #: Reject NaN/inf at the entrance of conv2d (one pass over the input; switch off for speed).
 CHECK_FINITE = True
+#: ``all_finite`` looks at big NumPy arrays in slices of this many values, split over the batch
+#: threads: a temporary the size of a slice, reused, not one as large as the input (SSD300's
+#: conv1_2 input at batch 8: 46 MB of fresh pages per call; the 40 checks of a batch-8 forward
+#: took 72 ms).
+FINITE_CHECK_SLICE = 1 << 18
 
 class NonFiniteError(ValueError):
     """An op was given NaN or inf (raised at the entrance of conv2d and max_pool2d)."""
@@ -151,13 +156,13 @@ def _pair(v, name, op):
 
 
 def all_finite(xp, a):
-    """``bool(xp.isfinite(a).all())``; a big C-contiguous NumPy array slice by slice across the
-    batch threads (``over_rows``): a temporary the size of a slice, reused, not one as large as
-    the input (SSD300's conv1_2 input at batch 8: 46 MB of fresh pages per call; the 40 checks
-    of a batch-8 forward took 72 ms)."""
-    if xp.__name__ != "numpy" or a.size <= SLICE_VALUES or not a.flags.c_contiguous:
+    """``bool(xp.isfinite(a).all())``; a big C-contiguous NumPy array slice by slice
+    (``FINITE_CHECK_SLICE``) across the batch threads."""
+    if xp.__name__ != "numpy" or a.size <= FINITE_CHECK_SLICE or not a.flags.c_contiguous:
         return bool(xp.isfinite(a).all())
-    return all(over_rows(xp, lambda part: bool(xp.isfinite(part).all()), a.reshape(-1)))
+    flat = a.reshape(-1)
+    return all(over_batch(xp, flat.size, flat.size, lambda lo, hi: bool(
+        xp.isfinite(flat[lo:hi]).all()), size=FINITE_CHECK_SLICE))
 
 
 def _check_image_input(op, x):
@@ -266,19 +271,16 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
     xp = x.xp
     xdata = xp.ascontiguousarray(x.data)
     out = xp.empty((x.shape[0], weight.shape[0], *out_hw), dtype=x.dtype)
-    fast_conv.correlate(xp, xdata, weight.data, *hyper, out,
-                        bias=None if bias is None else bias.data)
+    fast_conv.correlate(xp, xdata, weight.data, *hyper, out)
     return _conv2d_output(x, weight, bias, out, lambda g: fast_conv.backward(
-        xp, xdata, g, weight.data, *hyper, x.requires_grad, weight.requires_grad),
-        bias_added=True)
+        xp, xdata, g, weight.data, *hyper, x.requires_grad, weight.requires_grad))
 
 
-def _conv2d_output(x, weight, bias, out, backward_xw, bias_added=False):
-    """The output Tensor of a conv2d: ``out`` (N, O, Ho, Wo) plus the bias (already in it if
-    ``bias_added``); its backward is ``backward_xw(g) -> (dx, dW)`` and, for the bias, g summed
-    over N, Ho and Wo."""
+def _conv2d_output(x, weight, bias, out, backward_xw):
+    """The output Tensor of a conv2d: ``out`` (N, O, Ho, Wo) plus the bias; its backward is
+    ``backward_xw(g) -> (dx, dW)`` and, for the bias, g summed over N, Ho and Wo."""
     xp = x.xp
-    if bias is not None and not bias_added:
+    if bias is not None:
         out += bias.data[:, None, None]
 
     def backward(g):

@@ -78,13 +78,13 @@ def test_all_finite_by_slices_equals_isfinite_all(n, slice_, bad, where, contigu
     if bad is not None:
         a.flat[int(where * (a.size - 1))] = bad
     a = a if contiguous else a.T
-    saved = F.SLICE_VALUES, batch_threads.SLICE_VALUES, batch_threads.MIN_PARALLEL_WORK
-    F.SLICE_VALUES = batch_threads.SLICE_VALUES = slice_
-    batch_threads.MIN_PARALLEL_WORK = 0 if threads else saved[2]
+    saved = F.FINITE_CHECK_SLICE, batch_threads.MIN_PARALLEL_WORK
+    F.FINITE_CHECK_SLICE = slice_
+    batch_threads.MIN_PARALLEL_WORK = 0 if threads else saved[1]
     try:
         assert F.all_finite(np, a) is bool(np.isfinite(a).all())
     finally:
-        F.SLICE_VALUES, batch_threads.SLICE_VALUES, batch_threads.MIN_PARALLEL_WORK = saved
+        F.FINITE_CHECK_SLICE, batch_threads.MIN_PARALLEL_WORK = saved
 
 
 def test_cross_entropy_bad_target():

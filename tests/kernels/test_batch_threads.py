@@ -259,34 +259,6 @@ def test_work_really_splits_across_threads():
                     (4, 5, seen[0][2])]
 
 
-@settings(max_examples=40, deadline=None)
-@given(n=st.integers(1, 4), o=st.integers(1, 6), hw=st.integers(1, 9),
-       slice_values=st.sampled_from([1, 5, 64, 1 << 18]), count=st.sampled_from([1, 2, 3]),
-       dtype=dtypes, seed=st.integers(0, 2**32 - 1))
-def test_bias_added_in_slices_gives_the_bits_of_one_addition(n, o, hw, slice_values, count,
-                                                             dtype, seed):
-    """``conv.add_bias`` (plane by plane, ``over_rows``) equals ``out + bias[:, None, None]`` bit
-    for bit, and ``over_rows`` hands every row to ``fn`` once, in order, in slices."""
-    rng = np.random.default_rng(seed)
-    out = rng.standard_normal((n, o, hw, hw)).astype(dtype)
-    bias = rng.standard_normal(o).astype(dtype)
-    want = out + bias[:, None, None]
-    saved = _threads.SLICE_VALUES
-    _threads.SLICE_VALUES = slice_values
-    try:
-        with threads(count):
-            _conv.add_bias(np, out, bias)
-            rows = out.reshape(n * o, -1)
-            parts = _threads.over_rows(np, lambda a, b: (a.copy(), b.copy()), rows,
-                                       np.arange(n * o))
-    finally:
-        _threads.SLICE_VALUES = saved
-    np.testing.assert_array_equal(out, want)
-    assert len(parts) == -(-n * o // max(1, slice_values // (hw * hw)))
-    np.testing.assert_array_equal(np.concatenate([a for a, _ in parts]), rows)
-    np.testing.assert_array_equal(np.concatenate([b for _, b in parts]), np.arange(n * o))
-
-
 @pytest.mark.parametrize("count", [1, 2, 3, 4])
 def test_sums_over_chunks_add_in_chunk_order(count):
     """The chunks finish in reverse order (the first sleeps longest), yet the parts are added
