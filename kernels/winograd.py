@@ -251,9 +251,10 @@ class _Padding:
     The padded copy was a call's only serial step where the call is one chunk (batch 1, 2):
     measured on one thread, a 64-channel 300x300 image's copy 8-11 ms, its F(4x4) input
     transform 15-22 ms with the copy's result and 0.2-0.5 ms more reading the image itself
-    (512 channels on 38x38: copy 1.2 ms, +0.4 ms). SSD300, alternating processes, new / old:
-    batch-1 ``predict`` 0.93x (median of 6 rounds of 8 calls), batch-2 training step 0.95x
-    (4 rounds of 4 steps); the same bits."""
+    (512 channels on 38x38: copy 1.2 ms, +0.4 ms). SSD300 in one process, calls alternating
+    between a padded copy and none, none / copy: batch-2 training step 0.945x (median of 8
+    steps each; median of the pairs 0.923x), batch-1 ``predict`` 0.929x (16 calls each; pairs
+    0.952x); the same bits."""
 
     def __init__(self, xp, shape, offset, dtype):
         self.offset = offset
