@@ -313,9 +313,10 @@ def _offset_blocks(xp, x, taps):
         yield u, v, ro, co, xs.reshape(c, -1)
 
 
-def correlate(xp, x, weight, stride, padding, dilation, out):
+def correlate(xp, x, weight, stride, padding, dilation, out, keep_transform=False):
     """The forward convolution without bias, written into ``out`` (the images in chunks, split
-    across threads on the CPU, see ``batch_threads``).
+    across threads on the CPU, see ``batch_threads``). ``keep_transform``: the weight wants no
+    gradient here, so a Winograd layer may keep its transformed weights for the next call.
 
     x: (N, C, H, W); weight: (O, C, kh, kw); out: (N, O, Ho, Wo) C-contiguous.
     im2col: ``out[i][:, band] = W2 @ cols``. By offset (when im2col would be mostly padding):
@@ -323,7 +324,7 @@ def correlate(xp, x, weight, stride, padding, dilation, out):
     3x3 stride-1 layers with enough channels go through Winograd (``winograd``)."""
     if winograd.applies(weight.shape[2:], stride, dilation, x.shape[1], weight.shape[0],
                          out.shape[2:]):
-        winograd.correlate(xp, x, weight, padding, out)
+        winograd.correlate(xp, x, weight, padding, out, keep_transform)
         return
     by_offset = _by_offset(x.shape, out.shape[2:], weight.shape[2:], stride, padding, dilation)
     wk = _offset_weights(xp, weight) if by_offset else None

@@ -25,7 +25,7 @@ from minissd.kernels import pool as fast_pool
 from minissd.kernels.batch_threads import over_batch
 
 from ..backend import get_array_module
-from .tensor import Tensor, as_tensor, unbroadcast
+from .tensor import Tensor, as_tensor, is_grad_enabled, unbroadcast
 
 #: Reject NaN/inf at the entrance of conv2d (one pass over the input; switch off for speed).
 CHECK_FINITE = True
@@ -271,7 +271,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
     xp = x.xp
     xdata = xp.ascontiguousarray(x.data)
     out = xp.empty((x.shape[0], weight.shape[0], *out_hw), dtype=x.dtype)
-    fast_conv.correlate(xp, xdata, weight.data, *hyper, out)
+    fast_conv.correlate(xp, xdata, weight.data, *hyper, out,
+                        keep_transform=not (is_grad_enabled() and weight.requires_grad))
     return _conv2d_output(x, weight, bias, out, lambda g: fast_conv.backward(
         xp, xdata, g, weight.data, *hyper, x.requires_grad, weight.requires_grad))
 

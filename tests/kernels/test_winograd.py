@@ -215,3 +215,54 @@ def test_cupy_arrays_keep_f2():
 ])
 def test_which_input_gradients_go_as_a_forward(in_hw, padding, expected):
     assert _winograd.input_grad_as_forward(np, in_hw, padding, 2) is expected
+
+
+@pytest.mark.parametrize("scheme", [_winograd.F2, _winograd.F4])
+def test_a_kept_weight_transform_follows_the_weight(scheme):
+    """``kept_weight_transform`` gives ``weight_transform``'s bits, keeps them while the weight's
+    values stay the same, recomputes after any in-place change (a signed zero included), and
+    forgets the weight when it is garbage-collected."""
+    import gc
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((5, 4, 3, 3)).astype(np.float32)
+    w[0, 0, 0, 0] = 0.0
+    fresh = _winograd.weight_transform(np, w, scheme).copy()
+    kept = _winograd.kept_weight_transform(np, w, scheme)
+    np.testing.assert_array_equal(kept, fresh)
+    assert _winograd.kept_weight_transform(np, w, scheme) is kept  # unchanged: kept
+    w[0, 0, 0, 0] = -0.0  # equal as a number, not as bits: transformed anew
+    again = _winograd.kept_weight_transform(np, w, scheme)
+    assert again is not kept
+    np.testing.assert_array_equal(again.view(np.uint32),
+                                  _winograd.weight_transform(np, w, scheme).view(np.uint32))
+    w[2] *= 3  # an optimiser step in place
+    np.testing.assert_array_equal(_winograd.kept_weight_transform(np, w, scheme),
+                                  _winograd.weight_transform(np, w, scheme))
+    key = (id(w), scheme.a)
+    assert key in _winograd._kept
+    del w
+    gc.collect()
+    assert key not in _winograd._kept
+
+
+def test_inference_forward_is_never_stale_and_training_drops_the_kept_transform():
+    """conv2d with no gradient wanted keeps the transform: the same bits as a forward that wants
+    gradients, also after the weight changes in place; a forward that wants gradients frees it."""
+    from minissd.autograd import no_grad
+
+    rng = np.random.default_rng(1)
+    x = Tensor(rng.standard_normal((1, 80, 9, 9)).astype(np.float32))
+    w = Tensor(rng.standard_normal((80, 80, 3, 3)).astype(np.float32), requires_grad=True)
+    assert _winograd.applies((3, 3), (1, 1), (1, 1), 80, 80, (9, 9))
+    key = (id(w.data), _winograd.forward_scheme(np, (9, 9), 1).a)
+    for step in range(3):
+        with no_grad():
+            inference = F.conv2d(x, w, padding=1).data
+        assert key in _winograd._kept
+        training = F.conv2d(x, w, padding=1).data  # wants a weight gradient
+        assert key not in _winograd._kept
+        np.testing.assert_array_equal(inference, training)
+        with no_grad():
+            np.testing.assert_array_equal(F.conv2d(x, w, padding=1).data, training)
+        w.data -= 0.01 * rng.standard_normal(w.shape).astype(np.float32)  # a step in place
