@@ -232,7 +232,7 @@ def kept_weight_transform(xp, weight, scheme=F2):
     if entry is not None:
         ref, values, u = entry
         if ref() is weight and values.shape == weight.shape and values.dtype == weight.dtype \
-                and xp.array_equal(_bytes(xp, values), _bytes(xp, weight)):
+                and xp.array_equal(_bits(xp, values), _bits(xp, weight)):
             return u
     u = weight_transform(xp, weight, scheme).copy()  # out of the scratch buffer: kept
     ref = weakref.ref(weight, lambda _, key=key: drop_kept_transform(key))
@@ -247,10 +247,11 @@ def drop_kept_transform(key):
         _kept.pop(key, None)
 
 
-def _bytes(xp, a):
-    """``a``'s values as bytes: equal exactly when the values are bit for bit the same (NaN and
-    signed zeros included)."""
-    return xp.ascontiguousarray(a).reshape(-1).view(xp.uint8)
+def _bits(xp, a):
+    """``a``'s values as unsigned integers of their width: equal exactly when the values are bit
+    for bit the same (NaN and signed zeros included). (Compared as bytes, a 512 -> 512 kernel
+    took 3.6 ms; as 32-bit words 0.9 ms.)"""
+    return xp.ascontiguousarray(a).reshape(-1).view(f"u{a.dtype.itemsize}")
 
 
 def weight_transform_adjoint(xp, du):
