@@ -28,3 +28,10 @@ def run_worker(name: str, cmd: list, env: dict) -> dict:
     if out.returncode:
         raise RuntimeError(f"{name} worker failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def round_order(names: tuple, round_: int) -> tuple:
+    """The order the workers of round ``round_`` (from 0) run in: ``names``, then reversed, and
+    so on (a, b, b, a, ...): this machine's speed drifts by 20-40% within minutes, so the
+    frameworks are measured interleaved, and a linear drift favours neither."""
+    return names if round_ % 2 == 0 else names[::-1]

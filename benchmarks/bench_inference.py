@@ -2,7 +2,8 @@
 
     python -m venv .venv-bench
     .venv-bench/bin/pip install -e . torch==2.14.1 torchvision==0.29.1   # ~5.6 GB, see README
-    .venv-bench/bin/python benchmarks/bench_inference.py [--batch 1,8] [--steps 5] [--busy 1]
+    .venv-bench/bin/python benchmarks/bench_inference.py [--batch 1,8] [--steps 5] [--rounds 2]
+        [--busy 1]
 
 What is timed: images in, detections out. torchvision: ``model(images)`` in eval mode under
 ``torch.no_grad()`` on a list of ``(3, 300, 300)`` float images in 0..1 (its transform, backbone,
@@ -27,6 +28,10 @@ busy processes are paused with ``SIGSTOP`` between busy steps), in the order qui
 quiet, ...: this machine's speed drifts by 20-40% within minutes (a batch-8 step of the same code
 1.8-2.6 s), so quiet and busy steps measured minutes apart would mostly measure the drift. The
 median of the per-pair ratios (each busy step over the quiet step next to it) is printed too.
+``--rounds`` (default 2) runs each framework's worker that many times, interleaved with the
+other's (torchvision, minissd, then minissd, torchvision): the two are measured side by side as
+in ``bench_ssd.py`` (within one session torchvision's batch-1 median moved from 395 to 553 ms
+between runs), each round's ratio printed; the statistics pool all of a framework's steps.
 The load average is printed before and after: the machine is shared.
 """
 
@@ -183,9 +188,27 @@ def _stats(times):
     return statistics.median(times), min(times), max(times)
 
 
-def measure(batch, steps, threads, weights_path, busy):
-    return {name: run_worker(name, batch, steps, threads, weights_path, busy)
-            for name in ("torchvision", "minissd")}
+def measure(batch, steps, threads, weights_path, busy, rounds=1):
+    """Both frameworks' workers, ``rounds`` of each, interleaved (torchvision, minissd, then
+    minissd, torchvision, ...; each round's quiet ratio printed), pooled per framework."""
+    runs = {"torchvision": [], "minissd": []}
+    for round_ in range(rounds):
+        for name in bench_common.round_order(("torchvision", "minissd"), round_):
+            runs[name].append(run_worker(name, batch, steps, threads, weights_path, busy))
+        if rounds > 1:
+            ratio = (statistics.median(runs["minissd"][-1]["times"])
+                     / statistics.median(runs["torchvision"][-1]["times"]))
+            print(f"  round {round_ + 1} batch {batch}: minissd / torchvision {ratio:5.2f}x")
+    return {name: pooled(r) for name, r in runs.items()}
+
+
+def pooled(runs):
+    """One framework's workers together: every quiet and busy step (in worker order, so that the
+    pairs of quiet and busy steps stay side by side), the largest peak RSS, the last detections
+    (all workers compute the same ones)."""
+    return dict(times=[t for r in runs for t in r["times"]],
+                busy_times=[t for r in runs for t in r["busy_times"]],
+                rss_peak=max(r["rss_peak"] for r in runs), detections=runs[-1]["detections"])
 
 
 def pair_ratios(quiet, busy):
@@ -197,6 +220,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch", default="1,8", help="batch sizes, comma-separated (default 1,8)")
     p.add_argument("--steps", type=int, default=5, help="timed steps per framework and batch")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="workers per framework and batch, interleaved (default 2)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--busy", type=int, default=0,
                    help="also measure while this many processes keep a core busy each")
@@ -216,8 +241,9 @@ def main(argv=None):
 
     batches = [int(b) for b in args.batch.split(",")]
     print(f"SSD300 inference (images in, detections out), float32, 300x300, {NUM_CLASSES} "
-          f"classes, {args.threads} threads, median [min, max] of {args.steps} steps after 2 "
-          f"warm-up; load average before: {os.getloadavg()[0]:.2f}")
+          f"classes, {args.threads} threads, median [min, max] of {args.rounds} round(s) of "
+          f"{args.steps} steps after 2 warm-up per framework; load average before: "
+          f"{os.getloadavg()[0]:.2f}")
     if args.busy:
         print(f"  (quiet and busy steps alternate in each worker, {args.busy} busy process(es) "
               f"paused between busy steps)")
@@ -225,7 +251,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         weights_path = os.path.join(tmp, "torchvision_ssd300.npz")
         for batch in batches:
-            r = measure(batch, args.steps, args.threads, weights_path, args.busy)
+            r = measure(batch, args.steps, args.threads, weights_path, args.busy, args.rounds)
             medians = {}
             busy_label = f"{args.busy} busy"
             conditions = [("quiet", "times")] + ([(busy_label, "busy_times")] if args.busy else [])

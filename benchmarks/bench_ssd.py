@@ -180,8 +180,7 @@ def main(argv=None):
           f"load average before: {os.getloadavg()[0]:.2f}")
     results = {"torch": [], "minissd": []}
     for round_ in range(args.rounds):
-        order = ("torch", "minissd") if round_ % 2 == 0 else ("minissd", "torch")
-        for name in order:
+        for name in bench_common.round_order(("torch", "minissd"), round_):
             r = run_worker(name, args.batch, args.steps, args.threads, args.keep_freed_memory)
             results[name].append(r)
             steps = ", ".join(f"{t:.2f}" for t in r["times"])

@@ -57,3 +57,29 @@ def test_pair_ratios(load_bench):
     assert bench.pair_ratios([1.0, 2.0], [1.5, 5.0]) == [1.5, 2.5]
     with pytest.raises(ValueError):
         bench.pair_ratios([1.0], [1.0, 2.0])
+
+
+def test_workers_interleave_and_steps_pool(monkeypatch, capsys, load_bench):
+    """torchvision, minissd, then minissd, torchvision, ...; every step of a framework pooled,
+    quiet and busy ones still side by side; the largest peak; a ratio printed per round."""
+    bench = load_bench("bench_inference")
+    calls = []
+
+    def fake_worker(name, batch, steps, threads, weights_path, busy):
+        calls.append(name)
+        k = len(calls)
+        base = 2.0 if name == "torchvision" else 1.0
+        return dict(times=[base * k] * steps, busy_times=[3 * base * k] * steps,
+                    rss_peak=1000 * k, detections=[[[], [], []]])
+
+    monkeypatch.setattr(bench, "run_worker", fake_worker)
+    r = bench.measure(1, 2, 2, "unused.npz", 1, rounds=3)
+    assert calls == ["torchvision", "minissd", "minissd", "torchvision", "torchvision",
+                     "minissd"]
+    assert r["torchvision"]["times"] == [2.0, 2.0, 8.0, 8.0, 10.0, 10.0]
+    assert r["minissd"]["busy_times"] == [6.0, 6.0, 9.0, 9.0, 18.0, 18.0]
+    assert bench.pair_ratios(r["minissd"]["times"], r["minissd"]["busy_times"]) == [3.0] * 6
+    assert (r["torchvision"]["rss_peak"], r["minissd"]["rss_peak"]) == (5000, 6000)
+    out = capsys.readouterr().out
+    assert out.count("minissd / torchvision") == 3
+    assert "round 2 batch 1: minissd / torchvision  0.38x" in out  # 3 / 8
