@@ -313,23 +313,26 @@ def _offset_blocks(xp, x, taps):
         yield u, v, ro, co, xs.reshape(c, -1)
 
 
-def correlate(xp, x, weight, stride, padding, dilation, out, keep_transform=False):
-    """The forward convolution without bias, written into ``out`` (the images in chunks, split
+def correlate(xp, x, weight, stride, padding, dilation, out, bias=None, keep_transform=False):
+    """The forward convolution plus ``bias``, written into ``out`` (the images in chunks, split
     across threads on the CPU, see ``batch_threads``). ``keep_transform``: the weight wants no
     gradient here, so a Winograd layer may keep its transformed weights for the next call.
 
-    x: (N, C, H, W); weight: (O, C, kh, kw); out: (N, O, Ho, Wo) C-contiguous.
-    im2col: ``out[i][:, band] = W2 @ cols``. By offset (when im2col would be mostly padding):
-    ``out[:, :, ro, co] += W[:, :, u, v] @ xs`` for each offset, zeros never multiplied.
-    3x3 stride-1 layers with enough channels go through Winograd (``winograd``)."""
+    x: (N, C, H, W); weight: (O, C, kh, kw); bias: (O,) or None; out: (N, O, Ho, Wo)
+    C-contiguous. im2col: ``out[i][:, band] = W2 @ cols``. By offset (when im2col would be
+    mostly padding): ``out[:, :, ro, co] += W[:, :, u, v] @ xs`` for each offset, zeros never
+    multiplied. 3x3 stride-1 layers with enough channels go through Winograd (``winograd``).
+    The bias is added to each piece of ``out`` as soon as that piece is final (a band, a chunk,
+    a tile row), while it is still in cache: the bits of ``out += bias[:, None, None]`` after
+    the whole convolution, without another pass over ``out`` on one thread."""
     if winograd.applies(weight.shape[2:], stride, dilation, x.shape[1], weight.shape[0],
                          out.shape[2:]):
-        winograd.correlate(xp, x, weight, padding, out, keep_transform)
+        winograd.correlate(xp, x, weight, padding, out, bias, keep_transform)
         return
     by_offset = _by_offset(x.shape, out.shape[2:], weight.shape[2:], stride, padding, dilation)
     wk = _offset_weights(xp, weight) if by_offset else None
     over_chunks(xp, x.shape[0], _macs(weight, out), lambda chunks: _correlate(
-        xp, x, weight, stride, padding, dilation, out, chunks, wk),
+        xp, x, weight, stride, padding, dilation, out, chunks, wk, bias),
         _chunk_size(by_offset, out.shape[2:]))
 
 
@@ -337,10 +340,10 @@ def _macs(weight, out):
     return weight.size * out.shape[0] * out.shape[2] * out.shape[3]
 
 
-def _correlate(xp, x, weight, stride, padding, dilation, out, chunks, wk):
+def _correlate(xp, x, weight, stride, padding, dilation, out, chunks, wk, bias=None):
     """The worker of ``correlate`` (see ``batch_threads.over_chunks``): each chunk ``[lo, hi)`` of
-    ``x`` into ``out[lo:hi]``. ``wk`` (``_offset_weights``) is given exactly when the
-    convolution goes by offset."""
+    ``x`` into ``out[lo:hi]``, plus ``bias``. ``wk`` (``_offset_weights``) is given exactly when
+    the convolution goes by offset."""
     n, o, ho, wo = out.shape
     kernel = weight.shape[2:]
     split = split_one_chunk(xp)
@@ -350,6 +353,7 @@ def _correlate(xp, x, weight, stride, padding, dilation, out, chunks, wk):
                                                          padding, dilation))
             (_sum_offsets_split if split else _sum_offsets)(
                 xp, out[lo:hi], ((ro, co, wk[u, v], xs) for u, v, ro, co, xs in blocks))
+            _add_bias(out[lo:hi], bias)
             yield None
         return
     w2 = weight.reshape(o, -1)  # (O, C*kh*kw); a view where it can be (1x1 flipped: W.T)
@@ -358,14 +362,31 @@ def _correlate(xp, x, weight, stride, padding, dilation, out, chunks, wk):
     for lo, hi in chunks:
         for i in range(lo, hi):
             if split and columns.direct:
-                _direct_split(xp, w2, x[i].reshape(x.shape[1], -1), flat[i])
+                _direct_split(xp, w2, x[i].reshape(x.shape[1], -1), flat[i], bias)
                 continue
             if split:
-                _bands_split(xp, columns, x[i], w2, flat[i])
+                _bands_split(xp, columns, x[i], w2, flat[i], bias)
                 continue
             for r0, r1, cols in columns.bands(x[i]):
-                xp.matmul(w2, cols, out=flat[i, :, r0 * wo: r1 * wo])
+                _product(xp, w2, cols, flat[i, :, r0 * wo: r1 * wo], bias)
         yield None
+
+
+def _add_bias(out, bias):
+    """``out += bias`` per output channel, ``out`` (N, O, H, W) or (O, P); nothing without one."""
+    if bias is None:
+        return
+    if out.ndim == 4:
+        out += bias[:, None, None]
+    else:
+        out += bias[:, None]
+
+
+def _product(xp, w2, cols, out, bias):
+    """``out = w2 @ cols + bias[:, None]``: (O, K) @ (K, P) -> out (O, P), the bias added while
+    the product is in cache."""
+    xp.matmul(w2, cols, out=out)
+    _add_bias(out, bias)
 
 
 #: A split image (``_bands_split``) goes in at least this many bands where it has the rows.
@@ -374,16 +395,17 @@ SPLIT_MIN_BANDS = 8
 SPLIT_SHARES = 8
 
 
-def _direct_split(xp, w2, cols, out):
-    """A 1x1 convolution of a call's only image: ``out = w2 @ cols`` in ``SPLIT_SHARES`` fixed
-    shares of the output channels over the batch threads, one OpenBLAS thread each."""
+def _direct_split(xp, w2, cols, out, bias):
+    """A 1x1 convolution of a call's only image: ``out = w2 @ cols + bias`` in ``SPLIT_SHARES``
+    fixed shares of the output channels over the batch threads, one OpenBLAS thread each."""
     o = w2.shape[0]
     with one_blas_thread(xp):
-        over_batch(xp, o, w2.size * cols.shape[1], lambda o0, o1: xp.matmul(
-            w2[o0:o1], cols, out=out[o0:o1]), size=-(-o // SPLIT_SHARES))
+        over_batch(xp, o, w2.size * cols.shape[1], lambda o0, o1: _product(
+            xp, w2[o0:o1], cols, out[o0:o1], None if bias is None else bias[o0:o1]),
+            size=-(-o // SPLIT_SHARES))
 
 
-def _bands_split(xp, columns, img, w2, out):
+def _bands_split(xp, columns, img, w2, out, bias):
     """The bands of a call's only image (``batch_threads.split_one_chunk``: batch 1) spread over
     the batch threads, each building its bands' columns in a buffer of its own, from one padded
     copy of the image; one OpenBLAS thread per GEMM. At least ``SPLIT_MIN_BANDS`` bands (conv1_1's
@@ -396,7 +418,7 @@ def _bands_split(xp, columns, img, w2, out):
         buf = xp.empty_like(columns.buf)
         for first, last in chunks:
             for r0, r1 in bands[first:last]:
-                xp.matmul(w2, columns.band(xpad, r0, r1, buf), out=out[:, r0 * wo: r1 * wo])
+                _product(xp, w2, columns.band(xpad, r0, r1, buf), out[:, r0 * wo: r1 * wo], bias)
             yield None
 
     with one_blas_thread(xp):

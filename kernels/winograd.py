@@ -347,13 +347,15 @@ def input_tiles(xp, src, t0, t1, tw, rbuf, v):
     winograd_tiles.input_tiles_any(images, padding, t0, v, 0, v.shape[2])
 
 
-def output_tiles(xp, m, out, t0, rbuf):
-    """``output_tiles_reference``'s numbers (the same bits), by the Numba kernel on NumPy."""
+def output_tiles(xp, m, out, t0, rbuf, bias=None):
+    """``output_tiles_reference``'s numbers (the same bits), by the Numba kernel on NumPy; plus
+    ``bias`` (O,) when given (the bits of adding it afterwards), on NumPy only: on CuPy
+    ``correlate`` adds it to the whole output."""
     if not _on_cpu(xp):
         return output_tiles_reference(xp, m, out, t0, rbuf)
     from . import winograd_tiles
 
-    winograd_tiles.output_tiles_any(m, out, t0, 0, m.shape[2])
+    winograd_tiles.output_tiles_any(m, out, t0, 0, m.shape[2], bias)
 
 
 def grad_tiles(xp, src, t0, t1, rbuf, dm):
@@ -457,8 +459,10 @@ def forward_scheme(xp, out_hw, n):
                   and n * th * tw >= MIN_F4_TILES) else F2
 
 
-def correlate(xp, x, weight, padding, out, keep_transform=False):
-    """Forward: x (N, C, H, W), weight (O, C, 3, 3) -> out (N, O, Ho, Wo), no bias.
+def correlate(xp, x, weight, padding, out, bias=None, keep_transform=False):
+    """Forward: x (N, C, H, W), weight (O, C, 3, 3), bias (O,) or None -> out (N, O, Ho, Wo).
+    On the CPU the output transform adds the bias to each output row as it writes it; on CuPy it
+    is added to the whole output at the end (the same bits either way).
     ``keep_transform``: the weight wants no gradient (inference); on the CPU its transform is
     kept for the next call (``kept_weight_transform``)."""
     scheme = forward_scheme(xp, out.shape[2:], x.shape[0])
@@ -469,17 +473,20 @@ def correlate(xp, x, weight, padding, out, keep_transform=False):
             drop_kept_transform((id(weight), scheme.a))  # training again: free its memory
         u = weight_transform(xp, weight, scheme)
     th, tw = _tiles(out.shape[2:], scheme.m)
-    over_chunks(xp, x.shape[0], _macs(weight, out),
-                lambda chunks: _correlate(xp, x, u, padding, out, chunks), _group_size(th * tw))
+    cpu_bias = bias if _on_cpu(xp) else None
+    over_chunks(xp, x.shape[0], _macs(weight, out), lambda chunks: _correlate(
+        xp, x, u, padding, out, chunks, cpu_bias), _group_size(th * tw))
+    if bias is not None and cpu_bias is None:
+        out += bias[:, None, None]
 
 
 def _macs(weight, out):
     return weight.size * out.shape[0] * out.shape[2] * out.shape[3]
 
 
-def _correlate(xp, x, u, padding, out, chunks):
+def _correlate(xp, x, u, padding, out, chunks, bias):
     """The worker of ``correlate`` (see ``batch_threads.over_chunks``): each chunk of ``x`` into the
-    same images of ``out``, group by group."""
+    same images of ``out``, group by group, plus ``bias`` (None: none, or added by the caller)."""
     n, c = x.shape[:2]
     o = u.shape[2]
     scheme = SCHEMES[u.shape[0]]
@@ -500,11 +507,11 @@ def _correlate(xp, x, u, padding, out, chunks):
                 v = vbuf[: a * a * c * cols].reshape(a, a, c, m_, t1 - t0, tw)
                 m = mbuf[: a * a * o * cols].reshape(a, a, o, m_, t1 - t0, tw)
                 if split:
-                    _band_split(xp, src, t0, u, v, m, out[i0:i1])
+                    _band_split(xp, src, t0, u, v, m, out[i0:i1], bias)
                     continue
                 input_tiles(xp, src, t0, t1, tw, scratch, v)
                 _tile_gemms(xp, u, v, m, 0, a * a)
-                output_tiles(xp, m, out[i0:i1], t0, scratch)
+                output_tiles(xp, m, out[i0:i1], t0, scratch, bias)
         yield None
 
 
@@ -527,7 +534,7 @@ TRANSFORM_SHARES = 8
 TRANSFORM_COST = 32
 
 
-def _band_split(xp, src, t0, u, v, m, out):
+def _band_split(xp, src, t0, u, v, m, out, bias):
     """One band of a call's only chunk (``batch_threads.split_one_chunk``), its pieces spread over
     the batch threads: the input transform by shares of the input channels, the 16 GEMMs one per
     tile position, the output transform by shares of the output channels; one OpenBLAS thread
@@ -541,7 +548,8 @@ def _band_split(xp, src, t0, u, v, m, out):
         over_batch(xp, u.shape[0] * u.shape[1], u[0, 0].size * (v.size // c),
                    lambda first, last: _tile_gemms(xp, u, v, m, first, last))
         over_batch(xp, o, TRANSFORM_COST * m.size, lambda o0, o1: (
-            winograd_tiles.output_tiles_any(m, out, t0, o0, o1)), size=-(-o // TRANSFORM_SHARES))
+            winograd_tiles.output_tiles_any(m, out, t0, o0, o1, bias)),
+                 size=-(-o // TRANSFORM_SHARES))
 
 
 def flipped_weight(xp, weight):

@@ -27,7 +27,7 @@ offset ``u`` outer, the term inner; then the row offset likewise), so that the s
 Layouts, as in ``winograd.py`` (``rows`` tile rows starting at ``t0``, ``tw`` tile columns)::
 
     images (n, C, H, W), padding -> v (4, 4, C, n, rows, tw) input_tiles
-    m    (4, 4, O, n, rows, tw) -> out (n, O, Ho, Wo)       output_tiles (rows 2 t0 ..)
+    m    (4, 4, O, n, rows, tw) -> out (n, O, Ho, Wo)       output_tiles (rows 2 t0 ..; + bias)
     g    (n, O, Ho, Wo)     ->  dm (4, 4, O, n, rows, tw)   grad_tiles
     dv   (4, 4, C, n, rows, tw) -> dxpad (n, C, Hp, Wp) +=  add_input_tiles
 
@@ -116,10 +116,19 @@ def input_tiles(images, ph, pw, t0, v, c0, c1):
                             v[i, 3, c, k, t, x] = _bt2(ri[p], ri[p + 1], ri[p + 2], ri[p + 3])
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _add_bias(row, b):
+    """``row += b``, on an output row just written (still in cache): the bits of adding the bias
+    to the whole output afterwards (``out += bias[:, None, None]``), one rounding per value."""
+    for x in range(row.shape[0]):
+        row[x] += b
+
+
 @njit(cache=True, nogil=True)
-def output_tiles(m, out, t0, o0, o1):
+def output_tiles(m, out, t0, o0, o1, bias=None):
     """``A^T M A`` for output channels [o0, o1): each tile of ``m`` into the 2x2 block of
-    ``out[k, o]`` at rows ``2 (t0 + t) ..``, columns ``2 x ..``, cropped to ``out``."""
+    ``out[k, o]`` at rows ``2 (t0 + t) ..``, columns ``2 x ..``, cropped to ``out``; plus
+    ``bias[o]`` (``_add_bias``) when there is one."""
     n, rows, tw = m.shape[3], m.shape[4], m.shape[5]
     ho, wo = out.shape[2], out.shape[3]
     r = np.empty((2, 4, tw), dtype=m.dtype)  # (A^T m)[a, j] of one tile row
@@ -141,6 +150,8 @@ def output_tiles(m, out, t0, o0, o1):
                     if wo % 2:  # the last column alone
                         x = wo // 2
                         row[2 * x] = (ra[0, x] + ra[1, x]) + ra[2, x]
+                    if bias is not None:
+                        _add_bias(row, bias[o])
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -330,10 +341,10 @@ def input_tiles_f4(images, ph, pw, t0, v, c0, c1, k):
 
 
 @njit(cache=True, nogil=True)
-def output_tiles_f4(m, out, t0, o0, o1, k):
+def output_tiles_f4(m, out, t0, o0, o1, k, bias=None):
     """F(4x4)'s ``A^T M A`` for output channels [o0, o1): each tile of ``m`` into the 4x4 block
     of ``out[n, o]`` at rows ``4 (t0 + t) ..``, columns ``4 x ..``, cropped to ``out`` (``k``:
-    ``_at4``'s constants)."""
+    ``_at4``'s constants); plus ``bias[o]`` (``_add_bias``) when there is one."""
     n, rows, tw = m.shape[3], m.shape[4], m.shape[5]
     ho, wo = out.shape[2], out.shape[3]
     k2, km2, k4, k8, km8 = k[0], k[1], k[2], k[3], k[4]
@@ -360,6 +371,8 @@ def output_tiles_f4(m, out, t0, o0, o1, k):
                                     ra[4, full], ra[5, full], k2, km2, k4, k8, km8)
                         for b in range(wo - 4 * full):
                             row[4 * full + b] = last[b]
+                    if bias is not None:
+                        _add_bias(row, bias[o])
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -423,12 +436,13 @@ def input_tiles_any(images, padding, t0, v, c0, c1):
         input_tiles_f4(images, ph, pw, t0, v, c0, c1, np.array(_F4_INPUT, dtype=v.dtype))
 
 
-def output_tiles_any(m, out, t0, o0, o1):
-    """``output_tiles`` (F(2x2): ``m`` (4, 4, ...)) or ``output_tiles_f4`` (``m`` (6, 6, ...))."""
+def output_tiles_any(m, out, t0, o0, o1, bias=None):
+    """``output_tiles`` (F(2x2): ``m`` (4, 4, ...)) or ``output_tiles_f4`` (``m`` (6, 6, ...)),
+    plus ``bias`` (O,) (the dtype of ``m``) when given."""
     if m.shape[0] == 4:
-        output_tiles(m, out, t0, o0, o1)
+        output_tiles(m, out, t0, o0, o1, bias)
     else:
-        output_tiles_f4(m, out, t0, o0, o1, np.array(_F4_OUTPUT, dtype=m.dtype))
+        output_tiles_f4(m, out, t0, o0, o1, np.array(_F4_OUTPUT, dtype=m.dtype), bias)
 
 
 def grad_tiles_any(g, t0, dm, o0, o1):

@@ -238,6 +238,8 @@ def conv2d_reference(x, weight, bias=None, stride=1, padding=0, dilation=1):
     w2 = weight.data.reshape(o, -1)  # (O, C*kh*kw)
     cols = im2col(x.data, weight.shape[2:], *hyper)  # (N, C*kh*kw, Ho*Wo)
     out = (w2 @ cols).reshape(n, o, ho, wo)
+    if bias is not None:
+        out += bias.data[:, None, None]
 
     def backward(g):  # g: (N, O, Ho, Wo) -> (dx, dW)
         g2 = g.reshape(n, o, ho * wo)
@@ -272,17 +274,16 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
     xdata = xp.ascontiguousarray(x.data)
     out = xp.empty((x.shape[0], weight.shape[0], *out_hw), dtype=x.dtype)
     fast_conv.correlate(xp, xdata, weight.data, *hyper, out,
+                        bias=None if bias is None else bias.data,
                         keep_transform=not (is_grad_enabled() and weight.requires_grad))
     return _conv2d_output(x, weight, bias, out, lambda g: fast_conv.backward(
         xp, xdata, g, weight.data, *hyper, x.requires_grad, weight.requires_grad))
 
 
 def _conv2d_output(x, weight, bias, out, backward_xw):
-    """The output Tensor of a conv2d: ``out`` (N, O, Ho, Wo) plus the bias; its backward is
-    ``backward_xw(g) -> (dx, dW)`` and, for the bias, g summed over N, Ho and Wo."""
+    """The output Tensor of a conv2d: ``out`` (N, O, Ho, Wo), the bias already added; its
+    backward is ``backward_xw(g) -> (dx, dW)`` and, for the bias, g summed over N, Ho and Wo."""
     xp = x.xp
-    if bias is not None:
-        out += bias.data[:, None, None]
 
     def backward(g):
         g = xp.ascontiguousarray(g)
@@ -312,6 +313,8 @@ def _conv2d_inputs(x, weight, bias, stride, padding, dilation):
         if bias.shape != (weight.shape[0],):
             raise ValueError(f"conv2d: bias must have shape ({weight.shape[0]},), "
                              f"got {bias.shape}")
+        if bias.dtype != x.dtype:
+            raise TypeError(f"conv2d: input is {x.dtype} but bias is {bias.dtype}")
     stride, padding = _pair(stride, "stride", "conv2d"), _pair(padding, "padding", "conv2d")
     dilation = _pair(dilation, "dilation", "conv2d")
     if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:

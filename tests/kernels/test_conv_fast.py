@@ -26,17 +26,22 @@ F64 = dict(rtol=1e-10, atol=1e-10)
 
 
 @contextlib.contextmanager
-def conv_settings(**values):
-    """``kernels.conv`` module settings for the block (hypothesis refuses function-scoped
-    fixtures: no monkeypatch)."""
-    saved = {name: getattr(fast_conv, name) for name in values}
+def module_settings(module, **values):
+    """``module``'s settings for the block (hypothesis refuses function-scoped fixtures: no
+    monkeypatch)."""
+    saved = {name: getattr(module, name) for name in values}
     for name, value in values.items():
-        setattr(fast_conv, name, value)
+        setattr(module, name, value)
     try:
         yield
     finally:
         for name, value in saved.items():
-            setattr(fast_conv, name, value)
+            setattr(module, name, value)
+
+
+def conv_settings(**values):
+    """``kernels.conv`` module settings for the block."""
+    return module_settings(fast_conv, **values)
 
 
 def run(op, arrays, requires_grad, *args):
@@ -102,6 +107,65 @@ def test_ssd_convs_equal_the_reference(name, c, o, hw, k, padding, dilation, str
     hyper = (stride, padding, dilation)
     assert_same(run(F.conv2d, arrays, (True,) * 3, *hyper),
                 run(F.conv2d_reference, arrays, (True,) * 3, *hyper), **F64)
+
+
+@st.composite
+def bias_case(draw):
+    """``(x, weight, (stride, padding, dilation))`` of any geometry, or of the two that have
+    paths of their own: 3x3 stride 1 (Winograd, when forced) and 1x1 stride 1 (a plain GEMM per
+    image, in shares of the output channels at batch 1)."""
+    kind = draw(st.sampled_from(["any", "3x3", "1x1"]))
+    if kind == "any":
+        kernel, stride, padding, dilation, size = draw(conv_geometry())
+    else:
+        k = int(kind[0])
+        kernel, stride, dilation = (k, k), (1, 1), (1, 1)
+        padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2))) if k == 3 else (0, 0)
+        # 3x3: outputs of at least 2x2 (Winograd's smallest tile), odd sizes crop the last tile
+        size = tuple(draw(st.integers(max(1, 4 - 2 * p) if k == 3 else 1, 13 - p))
+                     for p in padding)
+    n, c, o = draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    rng = np.random.default_rng(draw(seeds))
+    return (rng.standard_normal((n, c, *size)), rng.standard_normal((o, c, *kernel)),
+            (stride, padding, dilation))
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=bias_case(), dtype=st.sampled_from([np.float32, np.float64]),
+       band_bytes=st.sampled_from([1, 256, 1 << 20]),
+       by_offset=st.sampled_from([-1.0, fast_conv.BY_OFFSET_PADDING_SHARE, 2.0]),
+       use_winograd=st.booleans(), f4=st.booleans())
+def test_the_bias_goes_in_with_the_bits_of_adding_it_afterwards(case, dtype, band_bytes,
+                                                                by_offset, use_winograd, f4):
+    """``correlate`` adds the bias to each piece of the output once it is final (an im2col band,
+    a share of a 1x1's output channels, a chunk summed by offset, a Winograd tile row, on the
+    batch threads): the bits of ``out += bias[:, None, None]`` after the whole convolution, on
+    every path (forced as above; Winograd on the 3x3 stride-1 cases, by F(2x2) or F(4x4);
+    threads for any work, so that batch 1 splits its bands and shares)."""
+    from minissd.kernels import batch_threads
+
+    x, weight, (stride, padding, dilation) = case
+    x, weight = x.astype(dtype), weight.astype(dtype)
+    bias = np.random.default_rng(2).standard_normal(weight.shape[0]).astype(dtype)
+    out_hw = [F.conv_output_size(*a) for a in zip(x.shape[2:], weight.shape[2:], stride,
+                                                  padding, dilation)]
+    plain, biased = (np.full((x.shape[0], weight.shape[0], *out_hw), np.nan, dtype=dtype)
+                     for _ in range(2))
+    with conv_settings(CPU_BAND_BYTES=band_bytes, BY_OFFSET_PADDING_SHARE=by_offset), \
+            module_settings(winograd, MIN_CHANNELS=0 if use_winograd else 10**9,
+                            MIN_F4_SIDE=0 if f4 else 10**9, MIN_F4_TILES=0 if f4 else 10**9), \
+            module_settings(batch_threads, MIN_PARALLEL_WORK=0):
+        fast_conv.correlate(np, x, weight, stride, padding, dilation, plain)
+        fast_conv.correlate(np, x, weight, stride, padding, dilation, biased, bias=bias)
+    plain += bias[:, None, None]
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    np.testing.assert_array_equal(biased.view(bits), plain.view(bits))
+
+
+def test_conv2d_refuses_a_bias_of_another_dtype():
+    x, w = Tensor(np.ones((1, 2, 4, 4), np.float32)), Tensor(np.ones((3, 2, 3, 3), np.float32))
+    with pytest.raises(TypeError, match="conv2d: input is float32 but bias is float64"):
+        F.conv2d(x, w, Tensor(np.ones(3)))
 
 
 @st.composite

@@ -81,8 +81,10 @@ def test_input_tiles_same_bits(case, data):
 
 
 @settings(max_examples=150, deadline=None)
-@given(case=cases())
-def test_output_tiles_same_bits(case):
+@given(case=cases(), with_bias=st.booleans())
+def test_output_tiles_same_bits(case, with_bias):
+    """With a bias, the kernel adds it to each row it writes; the reference's output plus the
+    bias afterwards has the same bits."""
     rng = np.random.default_rng(case["seed"])
     n, o, th, tw, dt, m = case["n"], case["c"], case["th"], case["tw"], case["dtype"], case["m"]
     a = m + 2
@@ -90,12 +92,15 @@ def test_output_tiles_same_bits(case):
     ho, wo = (m * s - rng.integers(0, m) * crop for s, crop in zip((th, tw), case["crop"]))
     want = np.full((n, o, ho, wo), 7.0, dtype=dt)
     got = want.copy()
+    bias = _draw_values(rng, (o,), dt, case["kind"]) if with_bias else None
     scratch = np.empty(m * a * o * n * th * tw, dtype=dt)
     for t0, t1 in _bands(th, case["band"]):
         tiles = _draw_values(rng, (a, a, o, n, t1 - t0, tw), dt, case["kind"])
         winograd.output_tiles_reference(np, tiles, want, t0, scratch)
         for o0, o1 in _channel_split(o, case["share"]):
-            winograd_tiles.output_tiles_any(tiles, got, t0, o0, o1)
+            winograd_tiles.output_tiles_any(tiles, got, t0, o0, o1, bias)
+    if with_bias:
+        want += bias[:, None, None]
     np.testing.assert_array_equal(_bits(got), _bits(want))
 
 
