@@ -349,10 +349,14 @@ def input_tiles(xp, src, t0, t1, tw, rbuf, v):
 
 def output_tiles(xp, m, out, t0, rbuf, bias=None):
     """``output_tiles_reference``'s numbers (the same bits), by the Numba kernel on NumPy; plus
-    ``bias`` (O,) when given (the bits of adding it afterwards), on NumPy only: on CuPy
-    ``correlate`` adds it to the whole output."""
+    ``bias`` (O,) when given, the bits of adding it afterwards (the kernel adds it to each row
+    it writes; on CuPy it goes onto the band's rows after the whole-plane transform)."""
     if not _on_cpu(xp):
-        return output_tiles_reference(xp, m, out, t0, rbuf)
+        output_tiles_reference(xp, m, out, t0, rbuf)
+        if bias is not None:
+            mt = SCHEMES[m.shape[0]].m
+            out[:, :, mt * t0: mt * (t0 + m.shape[4])] += bias[:, None, None]
+        return
     from . import winograd_tiles
 
     winograd_tiles.output_tiles_any(m, out, t0, 0, m.shape[2], bias)
@@ -461,8 +465,7 @@ def forward_scheme(xp, out_hw, n):
 
 def correlate(xp, x, weight, padding, out, bias=None, keep_transform=False):
     """Forward: x (N, C, H, W), weight (O, C, 3, 3), bias (O,) or None -> out (N, O, Ho, Wo).
-    On the CPU the output transform adds the bias to each output row as it writes it; on CuPy it
-    is added to the whole output at the end (the same bits either way).
+    The output transform adds the bias to each band of output rows it writes (``output_tiles``).
     ``keep_transform``: the weight wants no gradient (inference); on the CPU its transform is
     kept for the next call (``kept_weight_transform``)."""
     scheme = forward_scheme(xp, out.shape[2:], x.shape[0])
@@ -473,11 +476,8 @@ def correlate(xp, x, weight, padding, out, bias=None, keep_transform=False):
             drop_kept_transform((id(weight), scheme.a))  # training again: free its memory
         u = weight_transform(xp, weight, scheme)
     th, tw = _tiles(out.shape[2:], scheme.m)
-    cpu_bias = bias if _on_cpu(xp) else None
     over_chunks(xp, x.shape[0], _macs(weight, out), lambda chunks: _correlate(
-        xp, x, u, padding, out, chunks, cpu_bias), _group_size(th * tw))
-    if bias is not None and cpu_bias is None:
-        out += bias[:, None, None]
+        xp, x, u, padding, out, chunks, bias), _group_size(th * tw))
 
 
 def _macs(weight, out):
@@ -486,7 +486,7 @@ def _macs(weight, out):
 
 def _correlate(xp, x, u, padding, out, chunks, bias):
     """The worker of ``correlate`` (see ``batch_threads.over_chunks``): each chunk of ``x`` into the
-    same images of ``out``, group by group, plus ``bias`` (None: none, or added by the caller)."""
+    same images of ``out``, group by group, plus ``bias`` (or None)."""
     n, c = x.shape[:2]
     o = u.shape[2]
     scheme = SCHEMES[u.shape[0]]
